@@ -1,0 +1,239 @@
+"""DatabaseBackend: durable ``django.tasks`` backend; tasks run in ``manage.py loom worker``.
+
+Configure::
+
+    TASKS = {"default": {"BACKEND": "loom.backends.DatabaseBackend",
+                         "QUEUES": ["default", "reports"],
+                         "OPTIONS": {"DATABASE": "default", "MAX_ATTEMPTS": 1}}}
+
+``enqueue`` validates the task and its arguments, then inserts one row in the caller's
+transaction on ``OPTIONS["DATABASE"]``: inside ``transaction.atomic()`` the task commits with the
+user's data or not at all, and ``task_enqueued`` is sent when that transaction commits (at once
+in autocommit). On PostgreSQL a trigger sends NOTIFY with the insert, so a worker wakes on commit
+and a rolled-back enqueue wakes nobody.
+
+Building the backend (which ``@task`` does at import time) touches no database and imports no
+models; the first enqueue does.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any
+
+from django.core import checks
+from django.db import transaction
+from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.base import TaskError
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
+from django.utils import timezone
+from django.utils.json import normalize_json
+from django.utils.module_loading import import_string
+
+from loom.conf import Options
+from loom.exceptions import InvalidTaskArguments
+from loom.store import Store, dumps
+from loom.task import Task as LoomTask
+
+
+class DatabaseBackend(BaseTaskBackend):
+    task_class = LoomTask
+
+    # Tasks may be deferred with run_after.
+    supports_defer = True
+    # async def tasks run on the worker's event loop.
+    supports_async_task = True
+    # Results can be read from any thread or process.
+    supports_get_result = True
+    # Workers claim higher priority first.
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self.config = Options.from_settings(self.options)
+        self.store = Store(self.config.database)
+
+    # -- validation ------------------------------------------------------------------------
+
+    def validate_task(self, task: Task) -> None:
+        if not isinstance(task, Task):
+            raise InvalidTask(
+                f"{task!r} is not a django.tasks.Task; decorate the function with "
+                "@django.tasks.task before enqueueing it."
+            )
+        super().validate_task(task)
+        max_attempts = getattr(task, "max_attempts", None)
+        if max_attempts is not None and (
+            not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1
+        ):
+            raise InvalidTask(f"max_attempts must be a whole number >= 1, got {max_attempts!r}.")
+        timeout = getattr(task, "timeout", None)
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise InvalidTask(f"timeout must be a number of seconds > 0, got {timeout!r}.")
+
+    def _check_importable(self, task: Task) -> None:
+        """A worker imports the task by module path and runs it only if it finds this Task there."""
+        if not _importable(task.module_path, task.func):
+            raise InvalidTask(
+                f"{task.module_path!r} does not import as a Task: the decorated function must be "
+                "bound to its own name at module level (def f(...) under @task), so that a worker "
+                "can find it by that path."
+            )
+
+    @staticmethod
+    def _encode_arguments(args: Any, kwargs: Any) -> tuple[list, dict]:
+        args = list(args)
+        kwargs = dict(kwargs)
+        for where, value in [*((f"argument {i}", v) for i, v in enumerate(args)),
+                             *((f"keyword argument {k!r}", v) for k, v in kwargs.items())]:
+            try:
+                dumps(normalize_json(value))
+            except (TypeError, ValueError) as exc:
+                raise InvalidTaskArguments(
+                    f"Task {where} cannot be stored as JSON ({exc}); pass JSON-serialisable values "
+                    "(str, int, float, bool, None, lists and dicts of them), e.g. a model's pk "
+                    "instead of the model instance."
+                ) from None
+        return normalize_json(args), normalize_json(kwargs)
+
+    # -- enqueue ---------------------------------------------------------------------------
+
+    def _build(self, task: Task, args: Any, kwargs: Any, now: datetime):
+        from loom.models import TaskRecord
+
+        self.validate_task(task)
+        self._check_importable(task)
+        args, kwargs = self._encode_arguments(args, kwargs)
+        max_attempts = getattr(task, "max_attempts", None) or self.config.max_attempts
+        return TaskRecord(
+            task_path=task.module_path,
+            backend=self.alias,
+            queue_name=task.queue_name,
+            priority=task.priority,
+            args=args,
+            kwargs=kwargs,
+            run_after=task.run_after,
+            available_at=task.run_after or now,
+            enqueued_at=now,
+            max_attempts=max_attempts,
+        )
+
+    def _result_for(self, task: Task, record) -> TaskResult:
+        return TaskResult(
+            task=task,
+            id=str(record.id),
+            status=TaskResultStatus.READY,
+            enqueued_at=record.enqueued_at,
+            started_at=None,
+            finished_at=None,
+            last_attempted_at=None,
+            args=record.args,
+            kwargs=record.kwargs,
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+
+    def _announce(self, results: list[TaskResult]) -> None:
+        def send() -> None:
+            for result in results:
+                task_enqueued.send(type(self), task_result=result)
+
+        transaction.on_commit(send, using=self.store.alias)
+
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        record = self._build(task, args, kwargs, timezone.now())
+        self.store.insert([record])
+        result = self._result_for(task, record)
+        self._announce([result])
+        return result
+
+    def enqueue_many(self, task: Task, calls: list[tuple[Any, Any]]) -> list[TaskResult]:
+        """Enqueue many calls of one task in one INSERT; atomic with the caller's transaction."""
+        now = timezone.now()
+        records = [self._build(task, args, kwargs, now) for args, kwargs in calls]
+        if not records:
+            return []
+        self.store.insert(records)
+        results = [self._result_for(task, record) for record in records]
+        self._announce(results)
+        return results
+
+    # -- results ---------------------------------------------------------------------------
+
+    def get_result(self, result_id: str) -> TaskResult:
+        from django.core.exceptions import ValidationError
+
+        from loom.models import TaskRecord
+
+        try:
+            record = TaskRecord.objects.using(self.store.alias).get(pk=result_id, backend=self.alias)
+        except (TaskRecord.DoesNotExist, ValidationError, ValueError, TypeError):
+            raise TaskResultDoesNotExist(result_id) from None
+        return self.result_from_record(record)
+
+    def result_from_record(self, record) -> TaskResult:
+        """Rebuild Django's TaskResult from a row, with the Task as it was enqueued."""
+        try:
+            task = import_string(record.task_path)
+        except ImportError:
+            raise TaskResultDoesNotExist(
+                f"{record.id}: its task {record.task_path!r} no longer imports"
+            ) from None
+        if not isinstance(task, Task):
+            raise TaskResultDoesNotExist(f"{record.id}: {record.task_path!r} is not a Task")
+        task = task.using(
+            priority=record.priority,
+            queue_name=record.queue_name,
+            run_after=record.run_after,
+            backend=self.alias,
+        )
+        status = record.status
+        if status == "CANCELLED":
+            status = TaskResultStatus.FAILED  # Django has no such state; see docs/backend.md
+        result = TaskResult(
+            task=task,
+            id=str(record.id),
+            status=TaskResultStatus(status),
+            enqueued_at=record.enqueued_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            last_attempted_at=record.last_attempted_at,
+            args=record.args,
+            kwargs=record.kwargs,
+            backend=self.alias,
+            errors=[TaskError(**error) for error in record.errors],
+            worker_ids=list(record.worker_ids),
+        )
+        if record.status == TaskResultStatus.SUCCESSFUL:
+            object.__setattr__(result, "_return_value", record.return_value)
+        return result
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        from django.conf import settings
+
+        messages = []
+        if self.config.database not in settings.DATABASES:
+            messages.append(
+                checks.Error(
+                    f"TASKS[{self.alias!r}]['OPTIONS']['DATABASE'] is {self.config.database!r}, "
+                    "which is not in DATABASES.",
+                    hint="Set it to one of the aliases in DATABASES.",
+                    id="loom.E001",
+                )
+            )
+        return messages
+
+
+@functools.lru_cache(maxsize=4096)
+def _importable(path: str, func: Any) -> bool:
+    try:
+        found = import_string(path)
+    except ImportError:
+        return False
+    return isinstance(found, Task) and found.func is func

@@ -1,0 +1,63 @@
+"""Backend options: one frozen dataclass built from ``TASKS[alias]["OPTIONS"]``.
+
+Every option has a documented default here and nowhere else. Options are validated by the system
+check in ``loom.checks`` (``manage.py check``) and again when a backend is built, so a typo is a
+clear error instead of a silently ignored key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+# Database alias that holds the task table; enqueue is atomic with this alias's transactions.
+DEFAULT_DATABASE = "default"
+# Seconds a claimed task stays leased to its worker without a heartbeat before it may be rescued.
+DEFAULT_LEASE_SECONDS = 30.0
+# How many times a task runs before a failure is final (1 = no retries, Django's default).
+DEFAULT_MAX_ATTEMPTS = 1
+# Seconds an idle worker waits between looks at the table when no wake-up signal arrives.
+DEFAULT_POLL_INTERVAL = 1.0
+# Most rows claimed by one statement.
+DEFAULT_BATCH_SIZE = 100
+# Seconds the completer waits to gather outcomes into one write.
+DEFAULT_COMPLETE_DELAY = 0.002
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    database: str = DEFAULT_DATABASE
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    batch_size: int = DEFAULT_BATCH_SIZE
+    complete_delay: float = DEFAULT_COMPLETE_DELAY
+
+    @classmethod
+    def from_settings(cls, options: Mapping[str, Any]) -> "Options":
+        """Build from the upper-case OPTIONS mapping; raise ValueError naming a bad key."""
+        known = {f.name.upper(): f.name for f in fields(cls)}
+        values = {}
+        for key, value in dict(options).items():
+            if key not in known:
+                raise ValueError(
+                    f"Unknown loom OPTIONS key {key!r}; expected one of {', '.join(sorted(known))}."
+                )
+            values[known[key]] = value
+        opts = cls(**values)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        if not isinstance(self.database, str) or not self.database:
+            raise ValueError("OPTIONS['DATABASE'] must be a database alias (a non-empty string).")
+        for name in ("lease_seconds", "poll_interval", "complete_delay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"OPTIONS[{name.upper()!r}] must be a number >= 0, got {value!r}.")
+        for name in ("max_attempts", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"OPTIONS[{name.upper()!r}] must be an integer >= 1, got {value!r}.")
+        if self.lease_seconds < 1:
+            raise ValueError("OPTIONS['LEASE_SECONDS'] must be at least 1 second.")

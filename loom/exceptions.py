@@ -1,0 +1,15 @@
+"""Exceptions loom raises; one class, one sentence each."""
+
+from django.tasks.exceptions import InvalidTask
+
+
+class InvalidTaskArguments(InvalidTask, TypeError):
+    """Arguments of an enqueue cannot be stored as JSON (also a TypeError, as Django raises)."""
+
+
+class TaskImportError(InvalidTask):
+    """A stored task path no longer imports, or imports something that is not a Task."""
+
+
+class TaskArgumentsMismatch(TypeError):
+    """Stored arguments no longer fit the signature of the task function."""

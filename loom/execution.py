@@ -1,0 +1,233 @@
+"""Runs one claimed task once and says what happened, as Django's ImmediateBackend would.
+
+``execute`` (sync tasks, and coroutines in a thread without a loop) and ``aexecute`` (on the
+worker's event loop) import the task path, refuse anything that is not a ``Task``, build the
+``TaskResult``/``TaskContext`` the task sees, send ``task_started``/``task_finished`` with the
+backend class as sender, and return an ``Outcome``. They never touch the database and never
+raise, except ``KeyboardInterrupt``, which the caller must see (as ImmediateBackend lets it pass).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import traceback
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
+from django.tasks.base import TaskError
+from django.tasks.signals import task_finished, task_started
+from django.utils import timezone
+from django.utils.json import normalize_json
+from django.utils.module_loading import import_string
+
+from loom.exceptions import TaskArgumentsMismatch, TaskImportError
+from loom.records import ClaimedTask, Outcome
+from loom.store import dumps
+
+# Longest wait between two attempts of a retried task, in seconds.
+MAX_RETRY_DELAY = 3600.0
+
+
+def resolve(claimed: ClaimedTask) -> Task:
+    """Import the stored path and return the Task with the stored overrides applied."""
+    try:
+        obj = import_string(claimed.task_path)
+    except ImportError as exc:
+        raise TaskImportError(
+            f"Task path {claimed.task_path!r} no longer imports ({exc}). If the task was renamed "
+            "or moved, keep an alias at the old path until its queued tasks have run."
+        ) from exc
+    if not isinstance(obj, Task):
+        raise TaskImportError(
+            f"{claimed.task_path!r} is a {type(obj).__name__}, not a django.tasks.Task; loom only "
+            "runs functions decorated with @task."
+        )
+    changes: dict[str, Any] = {}
+    if obj.priority != claimed.priority:
+        changes["priority"] = claimed.priority
+    if obj.queue_name != claimed.queue_name:
+        changes["queue_name"] = claimed.queue_name
+    if obj.backend != claimed.backend:
+        changes["backend"] = claimed.backend
+    if claimed.run_after is not None:
+        changes["run_after"] = claimed.run_after
+    return obj.using(**changes) if changes else obj
+
+
+def _result(task: Task, claimed: ClaimedTask, **changes) -> TaskResult:
+    fields = dict(
+        task=task,
+        id=claimed.id,
+        status=TaskResultStatus.RUNNING,
+        enqueued_at=claimed.enqueued_at,
+        started_at=claimed.started_at,
+        finished_at=None,
+        last_attempted_at=claimed.last_attempted_at,
+        args=claimed.args,
+        kwargs=claimed.kwargs,
+        backend=claimed.backend,
+        errors=[TaskError(**e) for e in claimed.errors],
+        worker_ids=list(claimed.worker_ids),
+    )
+    fields.update(changes)
+    return TaskResult(**fields)
+
+
+def _call_arguments(task: Task, result: TaskResult) -> tuple[list, dict]:
+    args = list(result.args)
+    if task.takes_context:
+        args.insert(0, TaskContext(task_result=result))
+    try:
+        inspect.signature(task.func).bind(*args, **result.kwargs)
+    except TypeError as exc:
+        raise TaskArgumentsMismatch(
+            f"The stored arguments no longer fit {task.module_path}{inspect.signature(task.func)}: {exc}"
+        ) from None
+    return args, result.kwargs
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    kind = type(exc)
+    return {
+        "exception_class_path": f"{kind.__module__}.{kind.__qualname__}",
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+def _retry_delay(task: Task, attempt: int) -> float:
+    base = float(getattr(task, "retry_backoff", 1.0) or 0.0)
+    return min(base * 2 ** (attempt - 1), MAX_RETRY_DELAY) * random.uniform(0.5, 1.5)
+
+
+def _will_retry(task: Task | None, claimed: ClaimedTask, exc: BaseException) -> bool:
+    if task is None or claimed.attempts >= claimed.max_attempts:
+        return False
+    retry_on = getattr(task, "retry_on", (Exception,))
+    return isinstance(exc, tuple(retry_on))
+
+
+def _failure(task: Task | None, claimed: ClaimedTask, exc: BaseException) -> tuple[Outcome, TaskResult | None]:
+    now = timezone.now()
+    errors = [*claimed.errors, _error(exc)]
+    if _will_retry(task, claimed, exc):
+        outcome = Outcome(
+            id=claimed.id,
+            status=TaskResultStatus.READY,
+            finished_at=None,
+            available_at=now + timedelta(seconds=_retry_delay(task, claimed.attempts)),
+            return_value_json=None,
+            errors_json=dumps(errors),
+        )
+        return outcome, None
+    outcome = Outcome(
+        id=claimed.id,
+        status=TaskResultStatus.FAILED,
+        finished_at=now,
+        available_at=None,
+        return_value_json=None,
+        errors_json=dumps(errors),
+    )
+    final = None
+    if task is not None:
+        final = _result(task, claimed, status=TaskResultStatus.FAILED, finished_at=now,
+                        errors=[TaskError(**e) for e in errors])
+    return outcome, final
+
+
+def _success(task: Task, claimed: ClaimedTask, value: Any, encoded: str) -> tuple[Outcome, TaskResult]:
+    now = timezone.now()
+    outcome = Outcome(
+        id=claimed.id,
+        status=TaskResultStatus.SUCCESSFUL,
+        finished_at=now,
+        available_at=None,
+        return_value_json=None if value is None else encoded,
+        errors_json=dumps(claimed.errors),
+    )
+    final = _result(task, claimed, status=TaskResultStatus.SUCCESSFUL, finished_at=now)
+    object.__setattr__(final, "_return_value", value)  # init=False field: set once, on a new result
+    return outcome, final
+
+
+def _encode(value: Any) -> tuple[Any, str]:
+    normalized = normalize_json(value)
+    return normalized, dumps(normalized)
+
+
+def _send_finished(sender: type, result: TaskResult, exc: BaseException | None = None) -> None:
+    """Send task_finished; for a failure, from inside an except block so receivers see exc_info."""
+    if exc is None:
+        task_finished.send(sender, task_result=result)
+        return
+    try:
+        raise exc
+    except BaseException:
+        task_finished.send(sender, task_result=result)
+
+
+def execute(claimed: ClaimedTask) -> Outcome:
+    """Run a claimed task in the calling thread."""
+    try:
+        task = resolve(claimed)
+    except Exception as exc:
+        return _failure(None, claimed, exc)[0]
+    sender = type(task.get_backend())
+    result = _result(task, claimed)
+    task_started.send(sender=sender, task_result=result)
+    try:
+        args, kwargs = _call_arguments(task, result)
+        if inspect.iscoroutinefunction(task.func):
+            raw = async_to_sync(task.func)(*args, **kwargs)
+        else:
+            raw = task.func(*args, **kwargs)
+        value, encoded = _encode(raw)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        outcome, final = _failure(task, claimed, exc)
+        if final is not None:
+            task_finished.send(sender, task_result=final)
+        return outcome
+    outcome, final = _success(task, claimed, value, encoded)
+    task_finished.send(sender, task_result=final)
+    return outcome
+
+
+def is_async(claimed: ClaimedTask) -> bool:
+    """Whether the claimed task is a coroutine function (False if it cannot be resolved)."""
+    try:
+        return inspect.iscoroutinefunction(resolve(claimed).func)
+    except Exception:
+        return False
+
+
+async def aexecute(claimed: ClaimedTask) -> Outcome:
+    """Run a claimed task on the running event loop; sync receivers of signals run in a thread."""
+    try:
+        task = resolve(claimed)
+    except Exception as exc:
+        return _failure(None, claimed, exc)[0]
+    sender = type(task.get_backend())
+    result = _result(task, claimed)
+    await sync_to_async(task_started.send)(sender=sender, task_result=result)
+    try:
+        args, kwargs = _call_arguments(task, result)
+        if inspect.iscoroutinefunction(task.func):
+            raw = await task.func(*args, **kwargs)
+        else:
+            raw = await sync_to_async(task.func)(*args, **kwargs)
+        value, encoded = _encode(raw)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise  # the worker is stopping: the caller puts the task back, it did not fail
+    except BaseException as exc:
+        outcome, final = _failure(task, claimed, exc)
+        if final is not None:
+            await sync_to_async(_send_finished)(sender, final, exc)
+        return outcome
+    outcome, final = _success(task, claimed, value, encoded)
+    await sync_to_async(_send_finished)(sender, final)
+    return outcome

@@ -1,0 +1,117 @@
+"""The task table. The ORM owns the schema and the reads; ``loom.store`` owns every write.
+
+One row per enqueued task, from READY to a final state. The claim query is served by
+``ClaimIndex``: a partial index over READY rows where the database supports partial indexes
+(PostgreSQL, SQLite) and a plain index led by ``status`` where it does not (MariaDB/MySQL).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+from django.db import models
+from django.tasks import TaskResultStatus
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 v7): new rows land at the right edge of the primary key."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
+class Status(models.TextChoices):
+    """Django's four states plus loom's own final state for a task that was cancelled."""
+
+    READY = TaskResultStatus.READY.value, TaskResultStatus.READY.label
+    RUNNING = TaskResultStatus.RUNNING.value, TaskResultStatus.RUNNING.label
+    SUCCESSFUL = TaskResultStatus.SUCCESSFUL.value, TaskResultStatus.SUCCESSFUL.label
+    FAILED = TaskResultStatus.FAILED.value, TaskResultStatus.FAILED.label
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
+FINAL_STATUSES = (Status.SUCCESSFUL, Status.FAILED, Status.CANCELLED)
+
+
+class ClaimIndex(models.Index):
+    """Serves the claim query; partial where the database can, led by status where it cannot."""
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):
+        if self.condition is not None and not schema_editor.connection.features.supports_partial_indexes:
+            fallback = models.Index(fields=["status", *self.fields], name=self.name)
+            return fallback.create_sql(model, schema_editor, using=using, **kwargs)
+        return super().create_sql(model, schema_editor, using=using, **kwargs)
+
+    def remove_sql(self, model, schema_editor, **kwargs):
+        if self.condition is not None and not schema_editor.connection.features.supports_partial_indexes:
+            return models.Index(fields=["status", *self.fields], name=self.name).remove_sql(
+                model, schema_editor, **kwargs
+            )
+        return super().remove_sql(model, schema_editor, **kwargs)
+
+
+class TaskRecordQuerySet(models.QuerySet):
+    def ready(self):
+        return self.filter(status=Status.READY)
+
+    def running(self):
+        return self.filter(status=Status.RUNNING)
+
+    def finished(self):
+        return self.filter(status__in=FINAL_STATUSES)
+
+    def failed(self):
+        return self.filter(status=Status.FAILED)
+
+
+class TaskRecord(models.Model):
+    """One enqueued task. Field names follow Django's ``TaskResult`` where the two overlap."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    task_path = models.CharField(max_length=255)
+    backend = models.CharField(max_length=100, default="default")
+    queue_name = models.CharField(max_length=100, default="default")
+    priority = models.SmallIntegerField(default=0)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.READY)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    run_after = models.DateTimeField(null=True, blank=True)
+    # When the row may next be claimed: run_after, enqueued_at, or the retry time.
+    available_at = models.DateTimeField()
+    enqueued_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=1)
+    worker_ids = models.JSONField(default=list)
+    errors = models.JSONField(default=list)
+    return_value = models.JSONField(null=True, blank=True)
+    # The worker holding the claim and until when; both empty unless RUNNING.
+    claimed_by = models.CharField(max_length=100, null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TaskRecordQuerySet.as_manager()
+
+    class Meta:
+        db_table = "loom_task"
+        verbose_name = "task"
+        indexes = [
+            ClaimIndex(
+                fields=["queue_name", "-priority", "available_at"],
+                name="loom_task_claim",
+                condition=models.Q(status="READY"),
+            ),
+            models.Index(fields=["status", "lease_expires_at"], name="loom_task_lease"),
+            models.Index(fields=["status", "finished_at"], name="loom_task_finished"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_path} [{self.status}] {self.id}"

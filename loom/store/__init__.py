@@ -1,0 +1,210 @@
+"""Store: the only writer of the queue table, one method per named query.
+
+The SQL lives in ``sql/<vendor>/<name>.sql`` (falling back to ``sql/common/``) so the statements
+that decide speed and correctness can be read and reviewed as SQL. A file may carry directives in
+its leading comments: ``-- row:`` is the template of one row of a multi-row statement, ``-- join:``
+what joins the rows (``,`` by default). ``{queue_filter}``, ``{ids}`` and ``{rows}`` are expanded
+here; everything else is a bound parameter. Inserts go through the ORM (``bulk_create``): the ORM
+owns the schema, and a single-statement insert is already one round trip.
+
+The Store refuses to run tasks, to sleep or to retry: callers own those decisions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db import connections, transaction
+
+from loom.records import Outcome
+
+SQL_DIR = Path(__file__).with_name("sql")
+VENDOR_DIRS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One named SQL statement with its directives."""
+
+    name: str
+    text: str
+    row: str | None
+    join: str
+
+
+@functools.cache
+def load(vendor: str, name: str) -> Statement:
+    folder = VENDOR_DIRS.get(vendor)
+    if folder is None:
+        raise NotImplementedError(
+            f"loom supports PostgreSQL, SQLite and MySQL/MariaDB; database vendor {vendor!r} is not one."
+        )
+    path = SQL_DIR / folder / f"{name}.sql"
+    if not path.exists():
+        path = SQL_DIR / "common" / f"{name}.sql"
+    row, join, body = None, ", ", []
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("-- row:"):
+            row = stripped.removeprefix("-- row:").strip()
+        elif stripped.startswith("-- join:"):
+            join = f" {stripped.removeprefix('-- join:').strip()} "
+        elif not stripped.startswith("--"):
+            body.append(line)
+    return Statement(name=name, text="\n".join(body).strip(), row=row, join=join)
+
+
+class Store:
+    """Named queries over one database alias. Cheap to build; holds no connection itself."""
+
+    def __init__(self, alias: str = "default") -> None:
+        self.alias = alias
+
+    @property
+    def connection(self):
+        return connections[self.alias]
+
+    @property
+    def vendor(self) -> str:
+        return self.connection.vendor
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _dt(self, value: dt.datetime | None):
+        return self.connection.ops.adapt_datetimefield_value(value)
+
+    def _id(self, value: str):
+        from loom.models import TaskRecord
+
+        return TaskRecord._meta.pk.get_db_prep_value(value, self.connection)
+
+    def _queue_filter(self, queues: Sequence[str] | None, params: dict) -> str:
+        if not queues:
+            return ""
+        if self.vendor == "postgresql":
+            params["queues"] = list(queues)
+            return "AND queue_name = ANY(%(queues)s)"
+        names = []
+        for i, queue in enumerate(queues):
+            params[f"q_{i}"] = queue
+            names.append(f"%(q_{i})s")
+        return f"AND queue_name IN ({', '.join(names)})"
+
+    def _in_list(self, ids: Sequence, params: dict) -> str:
+        names = []
+        for i, value in enumerate(ids):
+            params[f"id_{i}"] = value
+            names.append(f"%(id_{i})s")
+        return ", ".join(names)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def insert(self, records: Sequence) -> None:
+        """Insert new READY rows in the caller's transaction (PostgreSQL notifies by trigger)."""
+        from loom.models import TaskRecord
+
+        TaskRecord.objects.using(self.alias).bulk_create(records)
+
+    def claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+    ) -> list:
+        """Claim up to ``limit`` due rows, highest priority then oldest; return them as records."""
+        from loom.models import TaskRecord
+
+        if limit <= 0:
+            return []
+        params = {"worker": worker_id, "now": self._dt(now), "lease": self._dt(lease_until), "limit": limit}
+        queue_filter = self._queue_filter(queues, params)
+        if self.vendor == "mysql":
+            ids = self._claim_mysql(params, queue_filter)
+        else:
+            # One statement in autocommit is atomic on its own: no BEGIN/COMMIT round trips.
+            with self.connection.cursor() as cursor:
+                cursor.execute(load(self.vendor, "claim").text.format(queue_filter=queue_filter), params)
+                ids = [row[0] for row in cursor.fetchall()]
+        if not ids:
+            return []
+        records = list(TaskRecord.objects.using(self.alias).filter(pk__in=ids))
+        records.sort(key=lambda r: (-r.priority, r.available_at, str(r.id)))
+        return records
+
+    def _claim_mysql(self, params: dict, queue_filter: str) -> list:
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            cursor.execute(load("mysql", "claim_lock").text.format(queue_filter=queue_filter), params)
+            ids = [row[0] for row in cursor.fetchall()]
+            if ids:
+                update = {k: params[k] for k in ("worker", "now", "lease")}
+                cursor.execute(load("mysql", "claim").text.format(ids=self._in_list(ids, update)), update)
+        return ids
+
+    def complete_many(self, worker_id: str, completions: Sequence[Outcome]) -> int:
+        """Write a batch of outcomes in one statement; return how many rows it changed."""
+        if not completions:
+            return 0
+        statement = load(self.vendor, "complete_many")
+        params: list = []
+        for c in completions:
+            params += [
+                self._id(c.id),
+                c.status,
+                self._dt(c.finished_at),
+                self._dt(c.available_at),
+                c.return_value_json,
+                c.errors_json,
+            ]
+        params.append(worker_id)
+        sql = statement.text.format(rows=statement.join.join([statement.row] * len(completions)))
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
+    def release(self, worker_id: str, ids: Iterable[str]) -> int:
+        """Return claimed-but-unstarted rows to READY as if never claimed."""
+        ids = [str(i) for i in ids]
+        if not ids:
+            return 0
+        params: dict = {"worker": worker_id}
+        if self.vendor == "postgresql":
+            params["ids"] = ids
+            sql = load("postgresql", "release").text
+        else:
+            sql = load(self.vendor, "release").text.format(
+                ids=self._in_list([self._id(i) for i in ids], params)
+            )
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return len(cursor.fetchall()) if self.vendor == "postgresql" else cursor.rowcount
+
+    def heartbeat(self, worker_id: str, lease_until: dt.datetime) -> int:
+        """Renew the lease on every task ``worker_id`` is running."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(load(self.vendor, "heartbeat").text, {"worker": worker_id, "lease": self._dt(lease_until)})
+            return cursor.rowcount
+
+    # -- reads (ORM) ---------------------------------------------------------------------------
+
+    def next_available_at(self, queues: Sequence[str] | None) -> dt.datetime | None:
+        """When the earliest READY row becomes due, so an idle worker can sleep until then."""
+        from django.db.models import Min
+
+        from loom.models import TaskRecord
+
+        qs = TaskRecord.objects.using(self.alias).ready()
+        if queues:
+            qs = qs.filter(queue_name__in=list(queues))
+        return qs.aggregate(at=Min("available_at"))["at"]
+
+
+def dumps(value) -> str:
+    """JSON as loom stores it: strict (no NaN/Infinity, which PostgreSQL's jsonb rejects)."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))

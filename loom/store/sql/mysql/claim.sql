@@ -1,0 +1,11 @@
+-- name: claim
+-- Second half of the MariaDB claim: the rows were locked by claim_lock in the same transaction.
+UPDATE loom_task
+SET status = 'RUNNING',
+    claimed_by = %(worker)s,
+    lease_expires_at = %(lease)s,
+    attempts = attempts + 1,
+    started_at = COALESCE(started_at, %(now)s),
+    last_attempted_at = %(now)s,
+    worker_ids = JSON_ARRAY_APPEND(worker_ids, '$', %(worker)s)
+WHERE id IN ({ids})

@@ -1,0 +1,25 @@
+-- name: claim
+-- Claims up to %(limit)s due READY rows for one worker in one statement.
+-- The CTE is an optimisation fence: the planner cannot update more rows than the LIMIT picked,
+-- and SKIP LOCKED lets many workers claim side by side without waiting on each other.
+-- Appending to worker_ids here (not at completion) makes context.attempt 1 on the first run and
+-- keeps the count right even when the worker dies mid-run.
+WITH due AS (
+    SELECT id
+    FROM loom_task
+    WHERE status = 'READY' {queue_filter} AND available_at <= %(now)s
+    ORDER BY priority DESC, available_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE loom_task AS t
+SET status = 'RUNNING',
+    claimed_by = %(worker)s,
+    lease_expires_at = %(lease)s,
+    attempts = t.attempts + 1,
+    started_at = COALESCE(t.started_at, %(now)s),
+    last_attempted_at = %(now)s,
+    worker_ids = t.worker_ids || to_jsonb(%(worker)s::text)
+FROM due
+WHERE t.id = due.id
+RETURNING t.id

@@ -1,0 +1,16 @@
+-- name: release
+-- Puts claimed-but-unstarted rows back to READY as if the claim never happened, and wakes the
+-- other workers (NOTIFY is delivered when this transaction commits).
+WITH released AS (
+    UPDATE loom_task
+    SET status = 'READY',
+        claimed_by = NULL,
+        lease_expires_at = NULL,
+        attempts = attempts - 1,
+        started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
+        last_attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempted_at END,
+        worker_ids = worker_ids - (-1)
+    WHERE id = ANY(%(ids)s::uuid[]) AND claimed_by = %(worker)s AND status = 'RUNNING'
+    RETURNING queue_name
+)
+SELECT pg_notify('loom', queue_name) FROM (SELECT DISTINCT queue_name FROM released) AS q

@@ -1,0 +1,19 @@
+-- name: claim
+-- One UPDATE ... RETURNING in autocommit: SQLite takes the write lock for the whole statement,
+-- so the inner SELECT and the UPDATE are atomic (the equivalent of BEGIN IMMEDIATE).
+UPDATE loom_task
+SET status = 'RUNNING',
+    claimed_by = %(worker)s,
+    lease_expires_at = %(lease)s,
+    attempts = attempts + 1,
+    started_at = COALESCE(started_at, %(now)s),
+    last_attempted_at = %(now)s,
+    worker_ids = json_insert(worker_ids, '$[#]', %(worker)s)
+WHERE id IN (
+    SELECT id
+    FROM loom_task
+    WHERE status = 'READY' {queue_filter} AND available_at <= %(now)s
+    ORDER BY priority DESC, available_at, id
+    LIMIT %(limit)s
+)
+RETURNING id

@@ -1,0 +1,11 @@
+-- name: release
+-- See postgresql/release.sql.
+UPDATE loom_task
+SET status = 'READY',
+    claimed_by = NULL,
+    lease_expires_at = NULL,
+    attempts = attempts - 1,
+    started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
+    last_attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempted_at END,
+    worker_ids = json_remove(worker_ids, '$[#-1]')
+WHERE id IN ({ids}) AND claimed_by = %(worker)s AND status = 'RUNNING'

@@ -1,0 +1,28 @@
+"""Heartbeat: renews the lease on every task this worker runs, every third of the lease.
+
+A worker that stops beating (SIGKILL, OOM, lost machine) lets its leases expire, and the rescuer
+puts those tasks back. Configure the lease with OPTIONS["LEASE_SECONDS"].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from loom.store import Store
+from loom.worker.service import Service
+
+
+class Heartbeat(Service):
+    name = "heartbeat"
+
+    def __init__(self, store: Store, worker_id: str, lease_seconds: float, clock: Callable[[], datetime]) -> None:
+        super().__init__()
+        self.store = store
+        self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
+        self.clock = clock
+
+    def run_once(self) -> float:
+        self.store.heartbeat(self.worker_id, self.clock() + timedelta(seconds=self.lease_seconds))
+        return self.lease_seconds / 3

@@ -1,0 +1,89 @@
+"""Tasks the suite enqueues. Each is a plain @django.tasks.task, as a user would write it."""
+
+import asyncio
+import os
+import time
+
+from django.tasks import task
+
+
+@task
+def noop():
+    return None
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+@task(queue_name="reports", priority=5)
+def report(n):
+    return {"n": n, "items": list(range(n))}
+
+
+@task
+def echo(*args, **kwargs):
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task
+def fail(message="boom"):
+    raise ValueError(message)
+
+
+@task
+def exit_task():
+    raise SystemExit(3)
+
+
+@task
+def bad_return():
+    return {1, 2, 3}
+
+
+@task(takes_context=True)
+def with_context(context, value):
+    return {
+        "attempt": context.attempt,
+        "id": context.task_result.id,
+        "worker_ids": context.task_result.worker_ids,
+        "value": value,
+    }
+
+
+@task
+def record_run(key):
+    from tests.app.models import Run
+
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    return key
+
+
+@task
+async def async_add(a, b):
+    await asyncio.sleep(0)
+    return a + b
+
+
+@task
+async def async_fail():
+    await asyncio.sleep(0)
+    raise RuntimeError("async boom")
+
+
+@task
+def sleep_then_record(key, seconds):
+    from tests.app.models import Run
+
+    time.sleep(seconds)
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    return key
+
+
+def not_a_task():
+    return 1
+
+
+def plain_function(x):
+    return x

@@ -1,0 +1,108 @@
+"""Settings for loom's own suite. ``LOOM_TEST_DB`` picks the database: sqlite, postgresql, mysql.
+
+Worker subprocesses started by tests use these settings too; ``LOOM_TEST_DB_NAME`` points them at
+the test database that pytest-django created.
+"""
+
+import os
+import tempfile
+
+DB = os.environ.get("LOOM_TEST_DB", "sqlite")
+SECRET_KEY = "loom-tests-not-secret"
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.admin",
+    "loom",
+    "tests.app",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+STATIC_URL = "/static/"
+
+_test_name = os.environ.get("LOOM_TEST_DB_NAME")
+if DB == "postgresql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "test",
+            "USER": "postgres",
+            "HOST": os.environ.get("LOOM_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("LOOM_PG_PORT", "5432"),
+            "TEST": {"NAME": _test_name or f"test_loom_{os.getpid()}"},
+        }
+    }
+elif DB == "mysql":
+    import pymysql
+
+    # Django checks mysqlclient's version; PyMySQL speaks the same DB-API (see docs/design.md).
+    pymysql.version_info = (2, 2, 7, "final", 0)
+    pymysql.install_as_MySQLdb()
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "test",
+            "USER": "root",
+            "PASSWORD": "",
+            "HOST": os.environ.get("LOOM_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("LOOM_MYSQL_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4", "isolation_level": "read committed"},
+            "TEST": {"NAME": _test_name or f"test_loom_{os.getpid()}", "CHARSET": "utf8mb4"},
+        }
+    }
+else:
+    _path = _test_name or os.path.join(tempfile.gettempdir(), f"loom-test-{os.getpid()}.sqlite3")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _path,
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": _path},
+        }
+    }
+
+TASKS = {
+    "default": {
+        "BACKEND": "loom.backends.DatabaseBackend",
+        "QUEUES": ["default", "reports", "other"],
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"loom": {"handlers": ["console"], "level": "WARNING"}},
+}
