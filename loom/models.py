@@ -97,6 +97,13 @@ class TaskRecord(models.Model):
     # The worker holding the claim and until when; both empty unless RUNNING.
     claimed_by = models.CharField(max_length=100, null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set by a cancel of a RUNNING task; the worker stops the run and records CANCELLED.
+    cancel_requested = models.BooleanField(default=False)
+    # Progress reported by the task itself (loom.progress); throttled writes.
+    progress_current = models.FloatField(null=True, blank=True)
+    progress_total = models.FloatField(null=True, blank=True)
+    progress_message = models.CharField(max_length=255, blank=True, default="")
+    progress_at = models.DateTimeField(null=True, blank=True)
 
     objects = TaskRecordQuerySet.as_manager()
 
@@ -115,3 +122,48 @@ class TaskRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_path} [{self.status}] {self.id}"
+
+
+class WorkerRecord(models.Model):
+    """A worker process that registered itself: what tools show as "workers"."""
+
+    id = models.CharField(primary_key=True, max_length=100)
+    hostname = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    queues = models.JSONField(default=list)
+    concurrency = models.JSONField(default=dict)
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    tasks_done = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        db_table = "loom_worker"
+        verbose_name = "worker"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class LeaderLease(models.Model):
+    """One row per cluster-wide role (e.g. "maintenance"): who holds it and until when."""
+
+    name = models.CharField(primary_key=True, max_length=50)
+    holder = models.CharField(max_length=100)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "loom_leader"
+        verbose_name = "leader lease"
+
+
+class PeriodicTick(models.Model):
+    """Each tick of a periodic schedule that was enqueued; the unique key makes it exactly once."""
+
+    schedule = models.CharField(max_length=200)
+    tick_at = models.DateTimeField()
+    task_id = models.CharField(max_length=36)
+
+    class Meta:
+        db_table = "loom_periodic_tick"
+        constraints = [models.UniqueConstraint(fields=["schedule", "tick_at"], name="loom_tick_once")]

@@ -191,6 +191,14 @@ class Store:
             cursor.execute(load(self.vendor, "heartbeat").text, {"worker": worker_id, "lease": self._dt(lease_until)})
             return cursor.rowcount
 
+    def progress(self, task_id: str, current: float, total: float | None, message: str, at: dt.datetime) -> int:
+        """Store a running task's progress; returns 0 if the task is no longer RUNNING."""
+        params = {"id": self._id(task_id), "current": current, "total": total,
+                  "message": message[:255], "at": self._dt(at)}
+        with self.connection.cursor() as cursor:
+            cursor.execute(load(self.vendor, "progress").text, params)
+            return cursor.rowcount
+
     # -- reads (ORM) ---------------------------------------------------------------------------
 
     def next_available_at(self, queues: Sequence[str] | None) -> dt.datetime | None:
