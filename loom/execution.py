@@ -10,6 +10,7 @@ raise, except ``KeyboardInterrupt``, which the caller must see (as ImmediateBack
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import random
 import traceback
@@ -30,6 +31,10 @@ from loom.store import dumps
 
 # Longest wait between two attempts of a retried task, in seconds.
 MAX_RETRY_DELAY = 3600.0
+
+# The id of the task running in this thread or coroutine (None outside a task): lets helpers such
+# as loom.progress find their task without being handed the context.
+current_task_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("loom_current_task_id", default=None)
 
 
 def resolve(claimed: ClaimedTask) -> Task:
@@ -177,24 +182,28 @@ def execute(claimed: ClaimedTask) -> Outcome:
         return _failure(None, claimed, exc)[0]
     sender = type(task.get_backend())
     result = _result(task, claimed)
-    task_started.send(sender=sender, task_result=result)
+    token = current_task_id.set(claimed.id)
     try:
-        args, kwargs = _call_arguments(task, result)
-        if inspect.iscoroutinefunction(task.func):
-            raw = async_to_sync(task.func)(*args, **kwargs)
-        else:
-            raw = task.func(*args, **kwargs)
-        value, encoded = _encode(raw)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:
-        outcome, final = _failure(task, claimed, exc)
-        if final is not None:
-            task_finished.send(sender, task_result=final)
+        task_started.send(sender=sender, task_result=result)
+        try:
+            args, kwargs = _call_arguments(task, result)
+            if inspect.iscoroutinefunction(task.func):
+                raw = async_to_sync(task.func)(*args, **kwargs)
+            else:
+                raw = task.func(*args, **kwargs)
+            value, encoded = _encode(raw)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            outcome, final = _failure(task, claimed, exc)
+            if final is not None:
+                task_finished.send(sender, task_result=final)
+            return outcome
+        outcome, final = _success(task, claimed, value, encoded)
+        task_finished.send(sender, task_result=final)
         return outcome
-    outcome, final = _success(task, claimed, value, encoded)
-    task_finished.send(sender, task_result=final)
-    return outcome
+    finally:
+        current_task_id.reset(token)
 
 
 def is_async(claimed: ClaimedTask) -> bool:
@@ -213,6 +222,7 @@ async def aexecute(claimed: ClaimedTask) -> Outcome:
         return _failure(None, claimed, exc)[0]
     sender = type(task.get_backend())
     result = _result(task, claimed)
+    current_task_id.set(claimed.id)  # each coroutine runs in its own asyncio Task and context
     await sync_to_async(task_started.send)(sender=sender, task_result=result)
     try:
         args, kwargs = _call_arguments(task, result)

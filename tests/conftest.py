@@ -28,3 +28,89 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     return f"loom test database: {DB}"
+
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for a subprocess that must use this test run's database."""
+    from django.db import connection
+
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        LOOM_TEST_DB=DB,
+        LOOM_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class WorkerProcess:
+    """A real `manage.py loom worker` subprocess; stopped by the test that started it."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "django", "loom", "worker", *args],
+            cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.output: list[str] = []
+
+    def wait_started(self, timeout: float = 30) -> None:
+        """Block until the worker prints its start line (it is claiming from then on)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if "loom worker" in line and "queues" in line:
+                return
+        raise AssertionError("worker did not start:\n" + "".join(self.output))
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 60) -> int:
+        out, _ = self.proc.communicate(timeout=timeout)
+        self.output.append(out or "")
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture
+def start_worker():
+    started: list[WorkerProcess] = []
+
+    def start(*args: str) -> WorkerProcess:
+        worker = WorkerProcess(*args)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+def wait_until(predicate, timeout: float = 30, interval: float = 0.02, message: str = "condition"):
+    """Poll a condition with a deadline (for state in another process, where no event exists)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        time.sleep(interval)

@@ -53,7 +53,7 @@ if DB == "postgresql":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": "test",
+            "NAME": _test_name or "test",
             "USER": "postgres",
             "HOST": os.environ.get("LOOM_PG_HOST", "127.0.0.1"),
             "PORT": os.environ.get("LOOM_PG_PORT", "5432"),
@@ -69,7 +69,7 @@ elif DB == "mysql":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.mysql",
-            "NAME": "test",
+            "NAME": _test_name or "test",
             "USER": "root",
             "PASSWORD": "",
             "HOST": os.environ.get("LOOM_MYSQL_HOST", "127.0.0.1"),

@@ -48,6 +48,8 @@ DEFAULT_THREADS = 8
 DEFAULT_ASYNC_LIMIT = 100
 # Seconds running tasks get to finish after a stop signal.
 DEFAULT_GRACE = 30.0
+# Consecutive claim errors after which a --burst run gives up.
+MAX_BURST_ERRORS = 5
 # Fastest idle poll for databases without a wake-up signal (MariaDB/MySQL), in seconds.
 MIN_POLL = 0.01
 
@@ -107,7 +109,8 @@ class Worker:
         self.finished = 0
 
         self.completer = Completer(
-            self.store, self.id, delay=self.config.complete_delay, batch_size=self.config.batch_size
+            self.store, self.id, delay=self.config.complete_delay, batch_size=self.config.batch_size,
+            on_flush=self.wake,
         )
         self.heartbeat = Heartbeat(self.store, self.id, self.config.lease_seconds, clock)
         self.notifier = notifiers.for_store(self.store, self.wake, self.queues)
@@ -155,20 +158,25 @@ class Worker:
 
     def _fetch_loop(self) -> None:
         idle_delay = MIN_POLL
+        errors = 0
         while not self._stop.is_set():
             self._wake.clear()
             try:
                 claimed = self._claim_once()
+                errors = 0
             except (DatabaseError, InterfaceError):
+                errors += 1
+                if self.burst and errors >= MAX_BURST_ERRORS:
+                    raise  # a burst run is a one-off: report the broken database, don't wait forever
                 logger.exception("loom worker could not claim; retrying")
                 _close_connections()
-                self._wake.wait(1.0)
+                self._wake.wait(min(0.1 * 2 ** errors, 5.0))
                 continue
             if claimed:
                 idle_delay = MIN_POLL
                 continue
             with self._lock:
-                busy = bool(self._in_flight)
+                busy = bool(self._in_flight) or self.completer.outstanding > 0
             if self.burst and not busy and self._free_slots() > 0:
                 return
             self._wake.wait(self._idle_timeout(idle_delay))

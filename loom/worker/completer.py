@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
+from collections.abc import Callable
 
 from loom.records import Outcome
 from loom.store import Store
@@ -24,8 +26,12 @@ logger = logging.getLogger("loom.worker")
 class Completer(Service):
     name = "completer"
 
-    def __init__(self, store: Store, worker_id: str, *, delay: float, batch_size: int) -> None:
+    def __init__(self, store: Store, worker_id: str, *, delay: float, batch_size: int,
+                 on_flush: Callable[[], None] | None = None) -> None:
         super().__init__()
+        self.on_flush = on_flush
+        self._lock = threading.Lock()
+        self._outstanding = 0  # put but not yet written
         self.store = store
         self.worker_id = worker_id
         self.delay = delay
@@ -34,7 +40,15 @@ class Completer(Service):
         self._pending: list[Outcome] = []
         self.written = 0
 
+    @property
+    def outstanding(self) -> int:
+        """Outcomes handed in and not yet written (a burst worker waits for zero)."""
+        with self._lock:
+            return self._outstanding
+
     def put(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._outstanding += 1
         self._queue.put(outcome)
         self.wake()
 
@@ -66,6 +80,10 @@ class Completer(Service):
             written += self.store.complete_many(self.worker_id, batch)
             del self._pending[: len(batch)]
             self.written += len(batch)
+            with self._lock:
+                self._outstanding -= len(batch)
+            if self.on_flush is not None:
+                self.on_flush()
         return written
 
     def on_stop(self) -> None:

@@ -1,0 +1,140 @@
+"""The worker: in-process for the logic, and as a real subprocess with real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from django.tasks import TaskResultStatus
+
+from loom.models import TaskRecord
+from loom.worker import Worker
+from tests.app import tasks
+from tests.app.models import Run
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def stale_row(path, args=(), kwargs=None):
+    """A row as an old deploy could have left it: enqueued, then the code changed."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    return TaskRecord.objects.create(task_path=path, args=list(args), kwargs=kwargs or {},
+                                     available_at=now, enqueued_at=now)
+
+
+def test_burst_runs_sync_and_async_tasks():
+    results = [tasks.add.enqueue(i, i) for i in range(20)] + [tasks.async_add.enqueue(i, 1) for i in range(20)]
+    worker = Worker(burst=True, threads=4)
+    worker.run()
+    assert worker.finished == 40
+    for result in results:
+        result.refresh()
+    assert [r.return_value for r in results] == [2 * i for i in range(20)] + [i + 1 for i in range(20)]
+    assert not TaskRecord.objects.exclude(status="SUCCESSFUL").exists()
+
+
+def test_rows_that_no_longer_fit_fail_clearly_and_the_worker_goes_on():
+    gone = stale_row("tests.app.tasks.removed_long_ago")
+    module_gone = stale_row("tests.app.nonexistent_module.task")
+    not_task = stale_row("tests.app.tasks.not_a_task")
+    os_system = stale_row("os.system", ["echo owned"])
+    wrong_args = stale_row("tests.app.tasks.add", [1, 2, 3])
+    ok = tasks.add.enqueue(1, 2)
+    Worker(burst=True, threads=2).run()
+    for row, kind, text in [
+        (gone, "loom.exceptions.TaskImportError", "no longer imports"),
+        (module_gone, "loom.exceptions.TaskImportError", "no longer imports"),
+        (not_task, "loom.exceptions.TaskImportError", "not a django.tasks.Task"),
+        (os_system, "loom.exceptions.TaskImportError", "not a django.tasks.Task"),
+        (wrong_args, "loom.exceptions.TaskArgumentsMismatch", "no longer fit"),
+    ]:
+        row.refresh_from_db()
+        assert row.status == "FAILED", row
+        assert row.errors[-1]["exception_class_path"] == kind
+        assert text in row.errors[-1]["traceback"]
+    ok.refresh()
+    assert ok.return_value == 3
+
+
+def test_retries_per_task_option_until_success():
+    from tests.app import retry_tasks
+
+    result = retry_tasks.flaky.enqueue("k1", 2)
+    Worker(burst=True, threads=1).run()
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
+    assert result.attempts == 3 and len(result.errors) == 2
+    assert Run.objects.filter(key="k1").count() == 3
+
+
+def test_retries_stop_at_max_attempts():
+    from tests.app import retry_tasks
+
+    result = retry_tasks.flaky.enqueue("k2", 10)
+    Worker(burst=True, threads=1).run()
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED and result.attempts == 3
+    assert [e.exception_class_path for e in result.errors] == ["builtins.ValueError"] * 3
+
+
+def test_worker_refuses_unknown_queue():
+    with pytest.raises(ValueError, match="not in TASKS"):
+        Worker(queues=["nope"])
+
+
+def test_subprocess_burst_runs_everything(start_worker):
+    results = [tasks.record_run.enqueue(f"k{i}") for i in range(40)]
+    worker = start_worker("--burst", "--threads", "4")
+    assert worker.wait() == 0, "".join(worker.output)
+    assert Run.objects.count() == 40
+    assert set(Run.objects.values_list("worker_pid", flat=True)) == {worker.proc.pid}
+    for result in results:
+        result.refresh()
+        assert result.status == TaskResultStatus.SUCCESSFUL
+
+
+def test_subprocess_wakes_on_enqueue_and_stops_on_sigterm(start_worker):
+    worker = start_worker("--threads", "2")
+    worker.wait_started()
+    result = tasks.add.enqueue(40, 2)
+    wait_until(lambda: tasks.add.get_result(result.id).status == "SUCCESSFUL", message="task to run")
+    assert tasks.add.get_result(result.id).return_value == 42
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, "".join(worker.output)
+
+
+def test_sigterm_lets_running_tasks_finish_and_leaves_the_rest(start_worker):
+    results = [tasks.sleep_then_record.enqueue(f"s{i}", 0.5) for i in range(6)]
+    worker = start_worker("--threads", "2", "--grace", "30")
+    worker.wait_started()
+    wait_until(lambda: TaskRecord.objects.filter(status="RUNNING").count() == 2, message="2 running")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, "".join(worker.output)
+    statuses = sorted(TaskRecord.objects.values_list("status", flat=True))
+    assert statuses.count("SUCCESSFUL") >= 2 and "RUNNING" not in statuses
+    assert Run.objects.count() == statuses.count("SUCCESSFUL")
+    for row in TaskRecord.objects.filter(status="READY"):
+        assert row.attempts == 0 and row.worker_ids == [] and row.claimed_by is None
+    assert len(results) == 6
+
+
+def test_rolled_back_enqueue_never_runs_in_a_real_worker(start_worker):
+    from django.db import transaction
+
+    try:
+        with transaction.atomic():
+            tasks.record_run.enqueue("rolled-back")
+            raise RuntimeError
+    except RuntimeError:
+        pass
+    kept = tasks.record_run.enqueue("kept")
+    worker = start_worker("--burst")
+    assert worker.wait() == 0
+    assert list(Run.objects.values_list("key", flat=True)) == ["kept"]
+    kept.refresh()
+    assert kept.status == "SUCCESSFUL" and TaskRecord.objects.count() == 1
+    assert os.getpid() != worker.proc.pid
