@@ -7,7 +7,7 @@ clear error instead of a silently ignored key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 # Database alias that holds the task table; enqueue is atomic with this alias's transactions.
@@ -20,6 +20,12 @@ DEFAULT_MAX_ATTEMPTS = 1
 DEFAULT_POLL_INTERVAL = 1.0
 # Most rows claimed by one statement.
 DEFAULT_BATCH_SIZE = 100
+# Default soft time limit per run in seconds (None: none); tasks override with @task(timeout=...).
+DEFAULT_TIMEOUT = None
+# Seconds past the soft limit after which the process running the task is killed.
+DEFAULT_HARD_TIMEOUT_GRACE = 10.0
+# Seconds a finished task's result is kept before the pruner deletes it (7 days).
+DEFAULT_RETENTION = 7 * 24 * 3600.0
 # Seconds the completer waits to gather outcomes into one write.
 DEFAULT_COMPLETE_DELAY = 0.002
 
@@ -32,6 +38,13 @@ class Options:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     batch_size: int = DEFAULT_BATCH_SIZE
     complete_delay: float = DEFAULT_COMPLETE_DELAY
+    timeout: float | None = DEFAULT_TIMEOUT
+    hard_timeout_grace: float = DEFAULT_HARD_TIMEOUT_GRACE
+    retention: float = DEFAULT_RETENTION
+    # Worker layout: {"processes": N, "threads": N, "executors": {"queue": {"processes": N} | {"threads": N}}}
+    worker: dict = field(default_factory=dict)
+    # Periodic tasks: {"name": {"task": "dotted.path", "cron": "*/5 * * * *", "args": [], "kwargs": {}}}
+    periodic: dict = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, options: Mapping[str, Any]) -> "Options":
@@ -51,7 +64,19 @@ class Options:
     def validate(self) -> None:
         if not isinstance(self.database, str) or not self.database:
             raise ValueError("OPTIONS['DATABASE'] must be a database alias (a non-empty string).")
-        for name in ("lease_seconds", "poll_interval", "complete_delay"):
+        if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or self.timeout <= 0):
+            raise ValueError(f"OPTIONS['TIMEOUT'] must be a number of seconds > 0 or None, got {self.timeout!r}.")
+        if not isinstance(self.worker, dict) or not isinstance(self.periodic, dict):
+            raise ValueError("OPTIONS['WORKER'] and OPTIONS['PERIODIC'] must be dicts.")
+        for name, spec in self.periodic.items():
+            if not isinstance(spec, dict) or not {"task", "cron"} <= set(spec):
+                raise ValueError(f"OPTIONS['PERIODIC'][{name!r}] needs 'task' (dotted path) and 'cron'.")
+            from croniter import croniter
+
+            if not croniter.is_valid(spec["cron"]):
+                raise ValueError(f"OPTIONS['PERIODIC'][{name!r}]['cron'] is not a valid cron expression: "
+                                 f"{spec['cron']!r}.")
+        for name in ("lease_seconds", "poll_interval", "complete_delay", "hard_timeout_grace", "retention"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"OPTIONS[{name.upper()!r}] must be a number >= 0, got {value!r}.")

@@ -13,3 +13,15 @@ class TaskImportError(InvalidTask):
 
 class TaskArgumentsMismatch(TypeError):
     """Stored arguments no longer fit the signature of the task function."""
+
+
+class TimeLimitExceeded(Exception):
+    """A run went past its time limit and was interrupted (retried like any other error)."""
+
+
+class TaskCancelled(BaseException):
+    """A run was cancelled by an operator; a BaseException so ``except Exception`` cannot swallow it."""
+
+
+class WorkerLost(Exception):
+    """The process running the task died (killed, crashed, or stopped beating) mid-run."""

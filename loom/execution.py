@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
-from loom.exceptions import TaskArgumentsMismatch, TaskImportError
+from loom.exceptions import TaskArgumentsMismatch, TaskImportError, TimeLimitExceeded
 from loom.records import ClaimedTask, Outcome
 from loom.store import dumps
 
@@ -143,6 +143,16 @@ def _failure(task: Task | None, claimed: ClaimedTask, exc: BaseException) -> tup
     return outcome, final
 
 
+def cancelled(claimed: ClaimedTask, message: str = "Cancelled by an operator while running.") -> Outcome:
+    """The outcome of a run stopped by a cancel: a final state of its own, with the reason kept."""
+    from loom.exceptions import TaskCancelled
+
+    error = {"exception_class_path": f"{TaskCancelled.__module__}.{TaskCancelled.__qualname__}",
+             "traceback": f"loom.exceptions.TaskCancelled: {message}\n"}
+    return Outcome(id=claimed.id, status="CANCELLED", finished_at=timezone.now(), available_at=None,
+                   return_value_json=None, errors_json=dumps([*claimed.errors, error]))
+
+
 def _success(task: Task, claimed: ClaimedTask, value: Any, encoded: str) -> tuple[Outcome, TaskResult]:
     now = timezone.now()
     outcome = Outcome(
@@ -206,6 +216,26 @@ def execute(claimed: ClaimedTask) -> Outcome:
         current_task_id.reset(token)
 
 
+async def _acall(task: Task, args: list, kwargs: dict) -> Any:
+    if inspect.iscoroutinefunction(task.func):
+        return await task.func(*args, **kwargs)
+    return await sync_to_async(task.func)(*args, **kwargs)
+
+
+async def _with_time_limit(seconds: float | None, coro) -> Any:
+    """Soft limit for coroutines: cancel the run at the limit and report TimeLimitExceeded."""
+    if seconds is None:
+        return await coro
+    limit = asyncio.timeout(seconds)
+    try:
+        async with limit:
+            return await coro
+    except TimeoutError:
+        if limit.expired():
+            raise TimeLimitExceeded(f"the task ran longer than its time limit of {seconds:g}s") from None
+        raise
+
+
 def is_async(claimed: ClaimedTask) -> bool:
     """Whether the claimed task is a coroutine function (False if it cannot be resolved)."""
     try:
@@ -226,10 +256,7 @@ async def aexecute(claimed: ClaimedTask) -> Outcome:
     await sync_to_async(task_started.send)(sender=sender, task_result=result)
     try:
         args, kwargs = _call_arguments(task, result)
-        if inspect.iscoroutinefunction(task.func):
-            raw = await task.func(*args, **kwargs)
-        else:
-            raw = await sync_to_async(task.func)(*args, **kwargs)
+        raw = await _with_time_limit(claimed.timeout, _acall(task, args, kwargs))
         value, encoded = _encode(raw)
     except (KeyboardInterrupt, asyncio.CancelledError):
         raise  # the worker is stopping: the caller puts the task back, it did not fail

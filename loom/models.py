@@ -91,6 +91,10 @@ class TaskRecord(models.Model):
     last_attempted_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=1)
+    # Soft limit (seconds): the run is interrupted where its executor allows; hard limit: the
+    # process running it is killed. Both null: no limit.
+    timeout = models.FloatField(null=True, blank=True)
+    hard_timeout = models.FloatField(null=True, blank=True)
     worker_ids = models.JSONField(default=list)
     errors = models.JSONField(default=list)
     return_value = models.JSONField(null=True, blank=True)

@@ -28,6 +28,7 @@ class ClaimedTask:
     last_attempted_at: dt.datetime | None
     attempts: int
     max_attempts: int
+    timeout: float | None = None
     worker_ids: list[str] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
 
@@ -47,6 +48,7 @@ class ClaimedTask:
             last_attempted_at=record.last_attempted_at,
             attempts=record.attempts,
             max_attempts=record.max_attempts,
+            timeout=record.timeout,
             worker_ids=list(record.worker_ids),
             errors=list(record.errors),
         )

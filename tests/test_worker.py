@@ -108,18 +108,20 @@ def test_subprocess_wakes_on_enqueue_and_stops_on_sigterm(start_worker):
 
 
 def test_sigterm_lets_running_tasks_finish_and_leaves_the_rest(start_worker):
-    results = [tasks.sleep_then_record.enqueue(f"s{i}", 0.5) for i in range(6)]
+    for i in range(6):
+        tasks.sleep_marked.enqueue(f"s{i}", 0.5)
     worker = start_worker("--threads", "2", "--grace", "30")
     worker.wait_started()
-    wait_until(lambda: TaskRecord.objects.filter(status="RUNNING").count() == 2, message="2 running")
+    started = lambda: Run.objects.filter(key__startswith="start:").count()  # noqa: E731
+    wait_until(lambda: started() == 2, message="2 tasks running")
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0, "".join(worker.output)
+    assert started() == 2
     statuses = sorted(TaskRecord.objects.values_list("status", flat=True))
-    assert statuses.count("SUCCESSFUL") >= 2 and "RUNNING" not in statuses
-    assert Run.objects.count() == statuses.count("SUCCESSFUL")
+    assert statuses == ["READY"] * 4 + ["SUCCESSFUL"] * 2, "".join(worker.output)
+    assert Run.objects.exclude(key__startswith="start:").count() == 2
     for row in TaskRecord.objects.filter(status="READY"):
         assert row.attempts == 0 and row.worker_ids == [] and row.claimed_by is None
-    assert len(results) == 6
 
 
 def test_rolled_back_enqueue_never_runs_in_a_real_worker(start_worker):

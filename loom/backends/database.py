@@ -108,6 +108,7 @@ class DatabaseBackend(BaseTaskBackend):
         self._check_importable(task)
         args, kwargs = self._encode_arguments(args, kwargs)
         max_attempts = getattr(task, "max_attempts", None) or self.config.max_attempts
+        timeout = getattr(task, "timeout", None) or self.config.timeout
         return TaskRecord(
             task_path=task.module_path,
             backend=self.alias,
@@ -119,6 +120,8 @@ class DatabaseBackend(BaseTaskBackend):
             available_at=task.run_after or now,
             enqueued_at=now,
             max_attempts=max_attempts,
+            timeout=timeout,
+            hard_timeout=None if timeout is None else timeout + self.config.hard_timeout_grace,
         )
 
     def _result_for(self, task: Task, record) -> TaskResult:

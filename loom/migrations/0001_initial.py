@@ -74,6 +74,8 @@ class Migration(migrations.Migration):
                 ('last_attempted_at', models.DateTimeField(blank=True, null=True)),
                 ('attempts', models.PositiveIntegerField(default=0)),
                 ('max_attempts', models.PositiveIntegerField(default=1)),
+                ('timeout', models.FloatField(blank=True, null=True)),
+                ('hard_timeout', models.FloatField(blank=True, null=True)),
                 ('worker_ids', models.JSONField(default=list)),
                 ('errors', models.JSONField(default=list)),
                 ('return_value', models.JSONField(blank=True, null=True)),

@@ -199,6 +199,120 @@ class Store:
             cursor.execute(load(self.vendor, "progress").text, params)
             return cursor.rowcount
 
+    # -- liveness: leases, workers, leadership ------------------------------------------------
+
+    def rescue(self, now: dt.datetime, *, error_class: str, error_text: str,
+               expired: bool = False, workers: Sequence[str] = (), task_ids: Sequence[str] = ()) -> list[str]:
+        """End the attempt of RUNNING rows whose lease expired, whose worker is known dead, or
+        that are named; READY again while attempts remain, else FAILED. Returns their ids."""
+        params: dict = {"now": self._dt(now), "error_class": error_class, "error_text": error_text}
+        if expired:
+            where = "lease_expires_at < %(now)s"
+        elif workers:
+            names = []
+            for i, worker in enumerate(workers):
+                params[f"w_{i}"] = worker
+                names.append(f"%(w_{i})s")
+            where = f"claimed_by IN ({', '.join(names)})"
+        elif task_ids:
+            where = f"id IN ({self._in_list([self._id(i) for i in task_ids], params)})"
+        else:
+            return []
+        with self.connection.cursor() as cursor:
+            if self.vendor == "mysql":
+                with transaction.atomic(using=self.alias):
+                    cursor.execute(f"SELECT id FROM loom_task WHERE status = 'RUNNING' AND {where} FOR UPDATE",
+                                   params)
+                    ids = [row[0] for row in cursor.fetchall()]
+                    cursor.execute(load("mysql", "rescue").text.format(where=where), params)
+            else:
+                cursor.execute(load(self.vendor, "rescue").text.format(where=where), params)
+                ids = [row[0] for row in cursor.fetchall()]
+        return [str(i) for i in ids]
+
+    def cancelled(self, worker_id: str) -> list[str]:
+        """Ids of tasks this worker runs that an operator asked to cancel."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(load(self.vendor, "cancelled").text, {"worker": worker_id})
+            return [str(row[0]) for row in cursor.fetchall()]
+
+    def elect(self, name: str, worker_id: str, now: dt.datetime, until: dt.datetime) -> bool:
+        """Take or keep the cluster-wide role ``name`` until ``until``; True if this worker holds it."""
+        from django.db import IntegrityError
+
+        from loom.models import LeaderLease
+
+        params = {"name": name, "worker": worker_id, "now": self._dt(now), "until": self._dt(until)}
+        with self.connection.cursor() as cursor:
+            cursor.execute(load(self.vendor, "elect").text, params)
+            if cursor.rowcount:
+                return True
+        try:
+            with transaction.atomic(using=self.alias):
+                LeaderLease.objects.using(self.alias).create(name=name, holder=worker_id, expires_at=until)
+            return True
+        except IntegrityError:
+            return False
+
+    def resign(self, name: str, worker_id: str) -> None:
+        from loom.models import LeaderLease
+
+        LeaderLease.objects.using(self.alias).filter(name=name, holder=worker_id).delete()
+
+    def register_worker(self, worker_id: str, *, queues: Sequence[str] | None, concurrency: dict,
+                        now: dt.datetime) -> None:
+        import os
+        import socket
+
+        from loom.models import WorkerRecord
+
+        WorkerRecord.objects.using(self.alias).update_or_create(
+            id=worker_id,
+            defaults=dict(hostname=socket.gethostname(), pid=os.getpid(), queues=list(queues or []),
+                          concurrency=concurrency, started_at=now, heartbeat_at=now, stopped_at=None),
+        )
+
+    def worker_beat(self, worker_id: str, now: dt.datetime, tasks_done: int) -> None:
+        from loom.models import WorkerRecord
+
+        WorkerRecord.objects.using(self.alias).filter(id=worker_id).update(heartbeat_at=now, tasks_done=tasks_done)
+
+    def worker_stopped(self, worker_id: str, now: dt.datetime) -> None:
+        from loom.models import WorkerRecord
+
+        WorkerRecord.objects.using(self.alias).filter(id=worker_id).update(stopped_at=now)
+
+    def prune_workers(self, before: dt.datetime) -> int:
+        """Forget workers that stopped, or last beat, before the cut-off."""
+        from django.db.models import Q
+
+        from loom.models import WorkerRecord
+
+        return WorkerRecord.objects.using(self.alias).filter(
+            Q(stopped_at__lt=before) | Q(heartbeat_at__lt=before)).delete()[0]
+
+    def enqueue_tick(self, schedule: str, tick_at: dt.datetime, enqueue) -> bool:
+        """Enqueue a periodic tick unless it already was: tick row and task commit together."""
+        from django.db import IntegrityError
+
+        from loom.models import PeriodicTick
+
+        if PeriodicTick.objects.using(self.alias).filter(schedule=schedule, tick_at=tick_at).exists():
+            return False
+        try:
+            with transaction.atomic(using=self.alias):
+                tick = PeriodicTick.objects.using(self.alias).create(schedule=schedule, tick_at=tick_at, task_id="")
+                tick.task_id = enqueue()
+                tick.save(update_fields=["task_id"])
+        except IntegrityError:
+            return False
+        return True
+
+    def prune_ticks(self, before: dt.datetime) -> int:
+        from loom.models import PeriodicTick
+
+        return PeriodicTick.objects.using(self.alias).filter(tick_at__lt=before).delete()[0]
+
     # -- operator actions (dashboard, CLI, admin) --------------------------------------------
 
     def _notify(self, queues: Iterable[str]) -> None:

@@ -33,12 +33,15 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from loom import notifier as notifiers
-from loom.execution import aexecute, execute, is_async
+from loom.exceptions import TaskCancelled
+from loom.execution import aexecute, cancelled, execute, is_async
 from loom.executors.asyncio import AsyncExecutor
 from loom.executors.threads import ThreadExecutor
 from loom.records import ClaimedTask, Outcome
 from loom.worker.completer import Completer
 from loom.worker.heartbeat import Heartbeat
+from loom.worker.leader import Leader
+from loom.worker.watchdog import Watchdog, interrupt_thread
 
 logger = logging.getLogger("loom.worker")
 
@@ -69,6 +72,10 @@ class Worker:
         burst: bool = False,
         grace: float = DEFAULT_GRACE,
         clock: Callable[[], datetime] = timezone.now,
+        worker_id: str | None = None,
+        max_tasks: int | None = None,
+        max_memory_mb: float | None = None,
+        maintenance: bool = True,
     ) -> None:
         from loom.backends.database import DatabaseBackend
 
@@ -95,7 +102,10 @@ class Worker:
         self.burst = burst
         self.grace = grace
         self.clock = clock
-        self.id = make_worker_id()
+        self.id = worker_id or make_worker_id()
+        self.max_tasks = max_tasks
+        self.max_memory_mb = max_memory_mb
+        self.recycled = False  # stopped itself for max_tasks / max_memory: the supervisor restarts it
 
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -105,6 +115,9 @@ class Worker:
         self._in_flight: dict[str, Future] = {}
         self._async_ids: set[str] = set()
         self._to_release: list[str] = []
+        self._threads_by_task: dict[str, tuple[int, float, float | None]] = {}  # id -> (thread, start, timeout)
+        self._interrupted: set[str] = set()
+        self._cancelling: set[str] = set()
         self.claimed = 0
         self.finished = 0
 
@@ -114,6 +127,8 @@ class Worker:
         )
         self.heartbeat = Heartbeat(self.store, self.id, self.config.lease_seconds, clock)
         self.notifier = notifiers.for_store(self.store, self.wake, self.queues)
+        self.watchdog = Watchdog(self, self.store)
+        self.leader = Leader(self.store, self.id, self.backend, clock) if maintenance else None
         self._thread_pool: ThreadExecutor | None = None
         self._loop: AsyncExecutor | None = None
 
@@ -142,7 +157,13 @@ class Worker:
         """Run until stopped (or, with burst, until nothing is due)."""
         self._thread_pool = ThreadExecutor(self.threads)
         self._loop = AsyncExecutor(self.async_limit)
-        services = [self.completer, self.heartbeat] + ([self.notifier] if self.notifier else [])
+        services = [self.completer, self.heartbeat, self.watchdog]
+        services += [s for s in (self.notifier, self.leader) if s is not None]
+        self.store.register_worker(
+            self.id, queues=self.queues, now=self.clock(),
+            concurrency={"threads": self.threads, "async": self.async_limit},
+        )
+        self.heartbeat.on_beat = lambda now: self.store.worker_beat(self.id, now, self.finished)
         for service in services:
             service.start()
         logger.info("loom worker %s started: queues=%s threads=%d", self.id, self.queues, self.threads)
@@ -220,11 +241,48 @@ class Worker:
         else:
             with self._lock:
                 self._sync_running += 1
-            future = self._thread_pool.submit(execute, claimed)
+            future = self._thread_pool.submit(self._run_sync, claimed)
             with self._lock:
                 self._in_flight[claimed.id] = future
             future.add_done_callback(self._sync_done)
         future.add_done_callback(lambda f, claimed=claimed: self._done(claimed, f))
+
+    def _run_sync(self, claimed: ClaimedTask) -> Outcome:
+        with self._lock:
+            self._threads_by_task[claimed.id] = (threading.get_ident(), time.monotonic(), claimed.timeout)
+        try:
+            return execute(claimed)
+        finally:
+            with self._lock:  # under the lock: the watchdog cannot interrupt a finished run
+                self._threads_by_task.pop(claimed.id, None)
+
+    # -- watchdog hooks --------------------------------------------------------------------
+
+    def overdue_sync_tasks(self, now: float) -> list[str]:
+        with self._lock:
+            return [task_id for task_id, (_, start, timeout) in self._threads_by_task.items()
+                    if timeout is not None and now - start > timeout and task_id not in self._interrupted]
+
+    def interrupt(self, task_id: str, exc_type: type[BaseException]) -> None:
+        with self._lock:
+            entry = self._threads_by_task.get(task_id)
+            if entry is not None and task_id not in self._interrupted:
+                self._interrupted.add(task_id)
+                interrupt_thread(entry[0], exc_type)
+
+    def cancel_running(self, task_id: str) -> None:
+        """Stop a run an operator cancelled; _done() records it as CANCELLED."""
+        with self._lock:
+            future = self._in_flight.get(task_id)
+            if future is None or task_id in self._cancelling:
+                return
+            self._cancelling.add(task_id)
+            is_coroutine = task_id in self._async_ids
+        if is_coroutine or future.cancel():
+            if is_coroutine:
+                future.cancel()
+            return
+        self.interrupt(task_id, TaskCancelled)
 
     def _sync_done(self, future: Future) -> None:
         with self._lock:
@@ -232,7 +290,14 @@ class Worker:
 
     def _done(self, claimed: ClaimedTask, future: Future) -> None:
         outcome: Outcome | None = None
-        if not future.cancelled():
+        with self._lock:
+            was_cancelled = claimed.id in self._cancelling
+            self._cancelling.discard(claimed.id)
+            self._interrupted.discard(claimed.id)
+        if was_cancelled and (future.cancelled() or future.exception() is not None
+                              or future.result().status != "SUCCESSFUL"):
+            outcome = cancelled(claimed)
+        elif not future.cancelled():
             exc = future.exception()
             if exc is None:
                 outcome = future.result()
@@ -249,7 +314,18 @@ class Worker:
                 self.finished += 1
         if outcome is not None:
             self.completer.put(outcome)
+            self._maybe_recycle()
         self._wake.set()
+
+    def _maybe_recycle(self) -> None:
+        """Stop (gracefully) after max_tasks or above max_memory; the supervisor starts a fresh child."""
+        if self.recycled:
+            return
+        if (self.max_tasks is not None and self.finished >= self.max_tasks) or (
+            self.max_memory_mb is not None and rss_mb() > self.max_memory_mb
+        ):
+            self.recycled = True
+            self.stop()
 
     # -- shutdown ------------------------------------------------------------------------------
 
@@ -271,6 +347,10 @@ class Worker:
             future.cancel()  # past the grace period: interrupt coroutines and put their tasks back
         self._release_unstarted()
         self.completer.stop()
+        try:
+            self.store.worker_stopped(self.id, self.clock())
+        except (DatabaseError, InterfaceError):
+            pass
         for service in services:
             if service is not self.completer:
                 service.stop()
@@ -294,6 +374,15 @@ class Worker:
             except (DatabaseError, InterfaceError):
                 logger.exception("loom worker could not return %d unstarted tasks; they will be "
                                  "rescued when their leases expire", len(ids))
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MiB (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _close_connections() -> None:

@@ -22,7 +22,11 @@ class Heartbeat(Service):
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.clock = clock
+        self.on_beat: Callable[[datetime], None] | None = None  # e.g. update the worker's own row
 
     def run_once(self) -> float:
-        self.store.heartbeat(self.worker_id, self.clock() + timedelta(seconds=self.lease_seconds))
+        now = self.clock()
+        self.store.heartbeat(self.worker_id, now + timedelta(seconds=self.lease_seconds))
+        if self.on_beat is not None:
+            self.on_beat(now)
         return self.lease_seconds / 3

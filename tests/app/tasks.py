@@ -87,3 +87,14 @@ def not_a_task():
 
 def plain_function(x):
     return x
+
+
+@task
+def sleep_marked(key, seconds):
+    """Marks its start (so a test knows it is really running), sleeps, then records its end."""
+    from tests.app.models import Run
+
+    Run.objects.create(key=f"start:{key}", worker_pid=os.getpid())
+    time.sleep(seconds)
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    return key

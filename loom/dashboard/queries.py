@@ -1,0 +1,238 @@
+"""The reads behind the dashboard (and ``manage.py loom status``): one function per question.
+
+Each takes the ``DatabaseBackend`` to look at and reads its database through the ORM; aggregates
+are computed by the database (counts, per-minute buckets), so a busy table costs an index range
+scan, not a transfer of rows. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Count, Max, Min, Q
+from django.db.models.functions import TruncMinute
+from django.tasks import task_backends
+from django.utils import timezone
+
+from loom.models import PeriodicTick, Status, TaskRecord, WorkerRecord
+
+# Minutes shown in the throughput chart.
+CHART_MINUTES = 60
+# Tasks listed per page.
+PAGE_SIZE = 50
+# Workers listed (most recent heartbeat first).
+MAX_WORKERS = 200
+
+
+def database_backends() -> dict[str, Any]:
+    """The configured TASKS backends that loom's dashboard can show, by alias."""
+    from loom.backends.database import DatabaseBackend
+
+    return {b.alias: b for b in task_backends.all() if isinstance(b, DatabaseBackend)}
+
+
+def pick_backend(alias: str | None):
+    found = database_backends()
+    if not found:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("No TASKS backend uses loom.backends.DatabaseBackend; the dashboard has nothing to show.")
+    return found.get(alias or "") or found.get("default") or next(iter(found.values()))
+
+
+def tasks_of(backend):
+    return TaskRecord.objects.using(backend.store.alias).filter(backend=backend.alias)
+
+
+@dataclass
+class QueueRow:
+    name: str
+    ready: int = 0
+    scheduled: int = 0
+    running: int = 0
+    failed_hour: int = 0
+    oldest_due: dt.datetime | None = None
+
+    @property
+    def depth(self) -> int:
+        return self.ready + self.scheduled
+
+
+def queue_rows(backend, now: dt.datetime | None = None) -> list[QueueRow]:
+    """Per queue: READY due now, READY scheduled later, RUNNING, FAILED in the last hour."""
+    now = now or timezone.now()
+    rows = {name: QueueRow(name) for name in sorted(backend.queues or ())}
+    qs = tasks_of(backend)
+    active = (qs.filter(status__in=[Status.READY, Status.RUNNING])
+              .values("queue_name", "status")
+              .annotate(n=Count("pk"), due=Count("pk", filter=Q(available_at__lte=now)),
+                        oldest=Min("available_at")))
+    for item in active:
+        row = rows.setdefault(item["queue_name"], QueueRow(item["queue_name"]))
+        if item["status"] == Status.RUNNING:
+            row.running = item["n"]
+        else:
+            row.ready, row.scheduled = item["due"], item["n"] - item["due"]
+            if item["due"]:
+                row.oldest_due = item["oldest"]
+    failed = (qs.filter(status=Status.FAILED, finished_at__gte=now - dt.timedelta(hours=1))
+              .values("queue_name").annotate(n=Count("pk")))
+    for item in failed:
+        rows.setdefault(item["queue_name"], QueueRow(item["queue_name"])).failed_hour = item["n"]
+    return sorted(rows.values(), key=lambda r: r.name)
+
+
+@dataclass
+class Bucket:
+    minute: dt.datetime
+    successful: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.successful + self.failed + self.cancelled
+
+
+def throughput(backend, now: dt.datetime | None = None, minutes: int = CHART_MINUTES) -> list[Bucket]:
+    """Tasks finished per minute over the last ``minutes``, oldest first, by outcome."""
+    now = (now or timezone.now()).astimezone(dt.UTC).replace(second=0, microsecond=0)
+    start = now - dt.timedelta(minutes=minutes - 1)
+    buckets = {start + dt.timedelta(minutes=i): Bucket(start + dt.timedelta(minutes=i)) for i in range(minutes)}
+    counts = (tasks_of(backend).filter(status__in=[Status.SUCCESSFUL, Status.FAILED, Status.CANCELLED],
+                                       finished_at__gte=start)
+              .annotate(minute=TruncMinute("finished_at", tzinfo=dt.UTC))
+              .values("minute", "status").annotate(n=Count("pk")).order_by())
+    for item in counts:
+        minute = item["minute"]
+        if minute is None:
+            continue
+        bucket = buckets.get(minute.astimezone(dt.UTC))
+        if bucket is not None:
+            setattr(bucket, item["status"].lower(), getattr(bucket, item["status"].lower()) + item["n"])
+    return list(buckets.values())
+
+
+@dataclass
+class WorkerRow:
+    id: str
+    record: WorkerRecord | None
+    alive: bool
+    heartbeat_age: float | None
+    running: list[dict] = field(default_factory=list)
+
+
+def worker_rows(backend, now: dt.datetime | None = None) -> list[WorkerRow]:
+    """Registered workers (alive first) and any worker that holds a task but never registered."""
+    now = now or timezone.now()
+    stale = dt.timedelta(seconds=backend.config.lease_seconds)
+    running: dict[str, list[dict]] = {}
+    for item in (tasks_of(backend).running().order_by("started_at")
+                 .values("id", "task_path", "claimed_by", "started_at", "progress_current", "progress_total")[:1000]):
+        running.setdefault(item["claimed_by"] or "?", []).append(item)
+    rows = []
+    for record in WorkerRecord.objects.using(backend.store.alias).order_by("-heartbeat_at")[:MAX_WORKERS]:
+        age = (now - record.heartbeat_at).total_seconds()
+        alive = record.stopped_at is None and age <= stale.total_seconds()
+        rows.append(WorkerRow(record.id, record, alive, age, running.pop(record.id, [])))
+    for worker_id, items in running.items():
+        rows.append(WorkerRow(worker_id, None, True, None, items))
+    rows.sort(key=lambda r: (not r.alive, r.heartbeat_age if r.heartbeat_age is not None else 0))
+    return rows
+
+
+@dataclass
+class TaskFilter:
+    status: str = ""
+    queue: str = ""
+    task: str = ""
+    q: str = ""
+    page: int = 1
+    problem: str = ""
+
+    @classmethod
+    def from_query(cls, data) -> "TaskFilter":
+        status = data.get("status", "")
+        if status not in Status.values:
+            status = ""
+        try:
+            page = max(1, int(data.get("page", 1)))
+        except ValueError:
+            page = 1
+        return cls(status=status, queue=data.get("queue", "").strip()[:100],
+                   task=data.get("task", "").strip()[:255], q=data.get("q", "").strip()[:100], page=page)
+
+    def apply(self, qs):
+        if self.status:
+            qs = qs.filter(status=self.status)
+        if self.queue:
+            qs = qs.filter(queue_name=self.queue)
+        if self.task:
+            qs = qs.filter(task_path__icontains=self.task)
+        if self.q:
+            try:
+                qs = qs.filter(pk=uuid.UUID(self.q))
+            except ValueError:
+                self.problem = f"{self.q!r} is not a task id (a UUID such as 01920000-0000-7000-8000-000000000000)."
+                qs = qs.none()
+        return qs
+
+
+def task_page(backend, flt: TaskFilter) -> tuple[list[TaskRecord], bool]:
+    """One page of tasks, newest first, and whether there is a next page (no COUNT of the table)."""
+    qs = flt.apply(tasks_of(backend)).order_by("-enqueued_at", "-id").defer("args", "kwargs", "return_value", "errors")
+    start = (flt.page - 1) * PAGE_SIZE
+    rows = list(qs[start:start + PAGE_SIZE + 1])
+    return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+
+
+def status_counts(backend) -> dict[str, int]:
+    counts = {status: 0 for status in Status.values}
+    for item in tasks_of(backend).values("status").annotate(n=Count("pk")).order_by():
+        counts[item["status"]] = item["n"]
+    return counts
+
+
+@dataclass
+class ScheduleRow:
+    name: str
+    task: str = ""
+    cron: str = ""
+    args: Any = None
+    kwargs: Any = None
+    problem: str = ""
+    last_tick: dt.datetime | None = None
+    last_task_id: str = ""
+
+
+def schedule_rows(backend) -> list[ScheduleRow]:
+    """``TASKS[alias]["OPTIONS"]["PERIODIC"]`` with the last tick of each (read defensively)."""
+    from django.conf import settings
+
+    options = (getattr(settings, "TASKS", {}).get(backend.alias) or {}).get("OPTIONS") or {}
+    periodic = options.get("PERIODIC") or {}
+    if not isinstance(periodic, dict):
+        return [ScheduleRow("PERIODIC", problem="OPTIONS['PERIODIC'] should be a dict of name -> schedule.")]
+    rows = []
+    for name, spec in periodic.items():
+        if not isinstance(spec, dict):
+            rows.append(ScheduleRow(str(name), problem="Each schedule should be a dict with 'task' and 'cron'."))
+            continue
+        rows.append(ScheduleRow(str(name), task=str(spec.get("task", "")), cron=str(spec.get("cron", "")),
+                                args=spec.get("args", []), kwargs=spec.get("kwargs", {}),
+                                problem="" if spec.get("task") and spec.get("cron") else "Needs 'task' and 'cron'."))
+    if rows:
+        ticks = PeriodicTick.objects.using(backend.store.alias)
+        last = ticks.filter(schedule__in=[r.name for r in rows]).values("schedule").annotate(at=Max("tick_at"))
+        wanted = Q(pk__in=[])
+        for item in last:
+            wanted |= Q(schedule=item["schedule"], tick_at=item["at"])
+        latest = {tick.schedule: tick for tick in ticks.filter(wanted)}
+        for row in rows:
+            tick = latest.get(row.name)
+            if tick is not None:
+                row.last_tick, row.last_task_id = tick.tick_at, tick.task_id
+    return rows

@@ -1,0 +1,109 @@
+"""PostgresBroker: events travel as PostgreSQL NOTIFY on one channel (``loom_events``).
+
+Publishing queues the event for the outbox thread, which sends a batch as one
+``SELECT pg_notify(...), ...`` on a connection of its own (so an event never waits for, or rolls
+back with, the caller's transaction). A process that subscribes opens one LISTEN connection in a
+listener thread and hands every event to the hub; events are filtered by group in the process.
+NOTIFY carries at most 8000 bytes: send an id and let the subscriber load the rest.
+
+Configure with ``LOOM_EVENTS = {"BACKEND": "postgresql", "DATABASE": "default"}`` (``"auto"``,
+the default, picks this broker when the task database is PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connections
+
+from loom.events.hub import Hub
+from loom.events.listener import Listener
+from loom.events.outbox import Outbox
+from loom.events.wire import encode
+
+# Largest payload PostgreSQL accepts in one NOTIFY, in bytes.
+MAX_PAYLOAD = 7999
+
+
+def _open(alias: str):
+    """A private autocommit psycopg connection with the alias's settings."""
+    wrapper = connections.create_connection(alias)
+    wrapper.ensure_connection()
+    wrapper.connection.autocommit = True
+    return wrapper
+
+
+class _PostgresListener(Listener):
+    name = "postgresql-listener"
+
+    def __init__(self, hub: Hub, alias: str, channel: str) -> None:
+        super().__init__(hub)
+        self.alias = alias
+        self.channel = channel
+        self._wrapper = None
+
+    def connect(self) -> None:
+        self._wrapper = _open(self.alias)
+        self._wrapper.connection.execute(f'LISTEN "{self.channel}"')
+
+    def receive(self, timeout: float) -> list[str]:
+        return [note.payload for note in self._wrapper.connection.notifies(timeout=timeout, stop_after=256)]
+
+    def disconnect(self) -> None:
+        wrapper, self._wrapper = self._wrapper, None
+        if wrapper is not None:
+            wrapper.close()
+
+
+class PostgresBroker:
+    cross_process = True
+    name = "postgresql"
+
+    def __init__(self, hub: Hub, alias: str, channel: str) -> None:
+        if connections[alias].vendor != "postgresql":
+            raise ValueError(
+                f"LOOM_EVENTS uses the postgresql broker on database {alias!r}, which is "
+                f"{connections[alias].vendor}; set LOOM_EVENTS['DATABASE'] to a PostgreSQL alias "
+                "or pick another BACKEND."
+            )
+        self.alias = alias
+        self.channel = channel
+        self.listener = _PostgresListener(hub, alias, channel)
+        self.outbox = Outbox(self.name, self._send, self._reset)
+        self._wrapper = None
+
+    def publish(self, groups: tuple[str, ...], payload: dict[str, Any]) -> None:
+        data = encode(groups, payload)
+        if len(data.encode()) > MAX_PAYLOAD:
+            raise ValueError(
+                f"Event for {', '.join(groups)} is {len(data.encode())} bytes encoded; PostgreSQL "
+                f"NOTIFY carries at most {MAX_PAYLOAD}. Send an id and load the rest on receipt."
+            )
+        self.outbox.put(data)
+
+    def _send(self, batch: list[str]) -> None:
+        if self._wrapper is None:
+            self._wrapper = _open(self.alias)
+        params: list[str] = []
+        for data in batch:
+            params += [self.channel, data]
+        sql = "SELECT " + ", ".join(["pg_notify(%s, %s)"] * len(batch))
+        self._wrapper.connection.execute(sql, params)
+
+    def _reset(self) -> None:
+        wrapper, self._wrapper = self._wrapper, None
+        if wrapper is not None:
+            try:
+                wrapper.close()
+            except Exception:
+                pass
+
+    def listen(self, wait: float | None = None) -> bool:
+        return self.listener.start(wait)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return self.outbox.flush(timeout)
+
+    def close(self) -> None:
+        self.outbox.close()
+        self.listener.stop()

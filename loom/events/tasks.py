@@ -1,0 +1,77 @@
+"""Task lifecycle events, published from Django's own task signals.
+
+``task_enqueued`` → ``enqueued`` (sent on commit, in the process that enqueued),
+``task_started`` → ``started`` and ``task_finished`` → ``finished`` or ``failed`` (in the worker),
+``loom.progress`` → ``progress``, operator cancels → ``cancelled``. Each goes to the task's group,
+its queue's group and ``ALL_TASKS``. Receivers never raise: an event that cannot be published is
+logged, and the task runs on. Turn them off with ``LOOM_EVENTS["TASK_EVENTS"] = False``.
+
+``finished``/``failed`` are sent as the task returns, a few milliseconds before the worker writes
+the outcome to the row: a subscriber that reloads the row at once may still read RUNNING.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.dispatch import receiver
+from django.tasks import TaskResult, TaskResultStatus
+from django.tasks.signals import task_enqueued, task_finished, task_started
+from django.utils import timezone
+
+logger = logging.getLogger("loom.events")
+
+# Event type for each final status of Django's TaskResult.
+FINAL_TYPES = {TaskResultStatus.SUCCESSFUL: "finished", TaskResultStatus.FAILED: "failed"}
+
+
+def _groups(task_id: Any, queue_name: str) -> tuple[str, ...]:
+    from loom.events import ALL_TASKS, queue_group, task_group
+
+    return (task_group(task_id), queue_group(queue_name), ALL_TASKS)
+
+
+def publish_task_event(kind: str, *, task_id: Any, task_path: str, queue_name: str, status: str,
+                       **extra: Any) -> None:
+    """Publish one task event; never raises (failures are logged)."""
+    from loom.events import config, publish
+
+    try:
+        if not config().task_events:
+            return
+        payload = {"type": kind, "task_id": str(task_id), "task": task_path, "queue": queue_name,
+                   "status": str(status), "at": timezone.now().isoformat(), **extra}
+        publish(_groups(task_id, queue_name), payload)
+    except Exception:
+        logger.exception("loom events: could not publish %s for task %s", kind, task_id)
+
+
+def _from_result(kind: str, result: TaskResult, status: str | None = None) -> None:
+    publish_task_event(kind, task_id=result.id, task_path=result.task.module_path,
+                       queue_name=result.task.queue_name, status=status or result.status)
+
+
+@receiver(task_enqueued, dispatch_uid="loom.events.enqueued")
+def _on_enqueued(sender, task_result: TaskResult, **kwargs) -> None:
+    _from_result("enqueued", task_result)
+
+
+@receiver(task_started, dispatch_uid="loom.events.started")
+def _on_started(sender, task_result: TaskResult, **kwargs) -> None:
+    _from_result("started", task_result)
+
+
+@receiver(task_finished, dispatch_uid="loom.events.finished")
+def _on_finished(sender, task_result: TaskResult, **kwargs) -> None:
+    kind = FINAL_TYPES.get(task_result.status)
+    if kind is not None:
+        _from_result(kind, task_result)
+
+
+def publish_cancelled(records: Iterable) -> None:
+    """Announce rows that were just cancelled (an operator cancel of READY tasks, or a worker)."""
+    for record in records:
+        publish_task_event("cancelled", task_id=record.id, task_path=record.task_path,
+                           queue_name=record.queue_name, status="CANCELLED")

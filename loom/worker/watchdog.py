@@ -1,0 +1,61 @@
+"""Watchdog: enforces soft time limits on sync tasks and carries out cancels of running tasks.
+
+A sync task cannot be stopped from outside its thread, so the watchdog raises an exception in
+that thread (``PyThreadState_SetAsyncExc``): ``TimeLimitExceeded`` at the soft limit,
+``TaskCancelled`` on a cancel. Python code sees it at its next bytecode; code blocked in C (a
+long ``time.sleep``, a socket read without timeout) sees it only when that call returns, which
+is why the hard limit (the supervisor kills the process) exists. Coroutines get the soft limit
+from ``asyncio.timeout`` in ``execution`` and are cancelled with ``Task.cancel()``.
+
+Cancel requests are read from the database every ``cancel_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections.abc import Callable
+
+from loom.exceptions import TaskCancelled, TimeLimitExceeded
+from loom.store import Store
+from loom.worker.service import Service
+
+# Seconds between two looks at the table for cancel requests.
+DEFAULT_CANCEL_INTERVAL = 1.0
+
+
+def interrupt_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
+    """Raise ``exc_type`` in another thread at its next bytecode; False if the thread is gone."""
+    changed = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+    if changed > 1:  # more than one thread hit: undo, as the C API asks
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
+        return False
+    return changed == 1
+
+
+class Watchdog(Service):
+    name = "watchdog"
+
+    def __init__(self, worker, store: Store, *, interval: float = 0.1,
+                 cancel_interval: float = DEFAULT_CANCEL_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.worker = worker
+        self.store = store
+        self.interval = interval
+        self.cancel_interval = cancel_interval
+        self.clock = clock
+        self._next_cancel_check = 0.0
+
+    def run_once(self) -> float:
+        now = self.clock()
+        for task_id in self.worker.overdue_sync_tasks(now):
+            self.worker.interrupt(task_id, TimeLimitExceeded)
+        if now >= self._next_cancel_check:
+            self._next_cancel_check = now + self.cancel_interval
+            for task_id in self.store.cancelled(self.worker.id):
+                self.worker.cancel_running(task_id)
+        return self.interval
+
+
+__all__ = ["Watchdog", "interrupt_thread", "TaskCancelled"]
