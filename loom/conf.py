@@ -22,6 +22,9 @@ DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_BATCH_SIZE = 100
 # Default soft time limit per run in seconds (None: none); tasks override with @task(timeout=...).
 DEFAULT_TIMEOUT = None
+# Extra runs a task gets when its worker dies under it (SIGKILL, OOM, crash), beyond max_attempts:
+# losing a worker is rarely the task's fault, but a task that kills every worker must end.
+DEFAULT_LOST_RETRIES = 5
 # Seconds past the soft limit after which the process running the task is killed.
 DEFAULT_HARD_TIMEOUT_GRACE = 10.0
 # Seconds a finished task's result is kept before the pruner deletes it (7 days).
@@ -40,6 +43,7 @@ class Options:
     complete_delay: float = DEFAULT_COMPLETE_DELAY
     timeout: float | None = DEFAULT_TIMEOUT
     hard_timeout_grace: float = DEFAULT_HARD_TIMEOUT_GRACE
+    lost_retries: int = DEFAULT_LOST_RETRIES
     retention: float = DEFAULT_RETENTION
     # Worker layout: {"processes": N, "threads": N, "executors": {"queue": {"processes": N} | {"threads": N}}}
     worker: dict = field(default_factory=dict)

@@ -23,3 +23,5 @@ class Task(DjangoTask):
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     # Seconds a run may take before it is stopped (see the worker docs for what each executor can do).
     timeout: float | None = None
+    # Seconds after which the process running the task is killed; None: timeout + OPTIONS grace.
+    hard_timeout: float | None = None

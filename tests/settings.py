@@ -97,6 +97,11 @@ TASKS = {
     "default": {
         "BACKEND": "loom.backends.DatabaseBackend",
         "QUEUES": ["default", "reports", "other"],
+        # Tests that kill workers shorten the lease so rescues happen within the test.
+        "OPTIONS": {
+            "LEASE_SECONDS": float(os.environ.get("LOOM_TEST_LEASE_SECONDS", "30")),
+            "LOST_RETRIES": int(os.environ.get("LOOM_TEST_LOST_RETRIES", "5")),
+        },
     },
 }
 

@@ -121,7 +121,8 @@ class DatabaseBackend(BaseTaskBackend):
             enqueued_at=now,
             max_attempts=max_attempts,
             timeout=timeout,
-            hard_timeout=None if timeout is None else timeout + self.config.hard_timeout_grace,
+            hard_timeout=getattr(task, "hard_timeout", None)
+            or (None if timeout is None else timeout + self.config.hard_timeout_grace),
         )
 
     def _result_for(self, task: Task, record) -> TaskResult:

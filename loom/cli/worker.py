@@ -1,6 +1,9 @@
-"""``loom worker``: claim and run tasks until stopped (see loom.worker)."""
+"""``loom worker``: claim and run tasks until stopped (see loom.worker and loom.worker.supervisor)."""
 
 from __future__ import annotations
+
+import argparse
+import os
 
 from django.core.management.base import CommandError
 
@@ -9,37 +12,101 @@ help = "Claim and run tasks until stopped (SIGTERM/SIGINT: graceful; twice: fast
 
 def add_arguments(parser) -> None:
     parser.add_argument("--backend", default="default", help="TASKS alias (default: default).")
-    parser.add_argument("--queue", action="append", dest="queues", metavar="NAME",
-                        help="Queue to serve; repeat for several (default: all of QUEUES).")
-    parser.add_argument("--threads", type=int, default=8, help="Sync tasks run at once (default 8).")
+    parser.add_argument("--queue", action="append", dest="queues", metavar="NAME[:threads=N|processes=N]",
+                        help="Queue to serve, optionally with its own executor; repeat for several "
+                             "(default: all of QUEUES).")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="Child processes for the general queues (default: OPTIONS WORKER "
+                             "processes, else one per core; 0 runs in this process, no supervisor).")
+    parser.add_argument("--threads", type=int, default=None, help="Sync tasks run at once per child (default 8).")
     parser.add_argument("--async-limit", type=int, default=100,
-                        help="async def tasks run at once (default 100).")
-    parser.add_argument("--burst", action="store_true",
-                        help="Run everything due, then exit (for tests and cron).")
+                        help="async def tasks run at once per child (default 100).")
+    parser.add_argument("--burst", action="store_true", help="Run everything due, then exit (tests, cron).")
     parser.add_argument("--grace", type=float, default=30.0,
                         help="Seconds running tasks get to finish after SIGTERM/SIGINT (default 30).")
+    parser.add_argument("--max-tasks-per-child", type=int, default=None,
+                        help="Replace a child after it ran this many tasks (leak protection).")
+    parser.add_argument("--max-memory-per-child", type=float, default=None, metavar="MB",
+                        help="Replace a child once its resident memory passes this many MiB.")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-id", default=None, help=argparse.SUPPRESS)
 
 
 def run(command, options) -> None:
+    from django.tasks import task_backends
+
+    from loom.backends.database import DatabaseBackend
+
+    backend = task_backends[options["backend"]]
+    if not isinstance(backend, DatabaseBackend):
+        raise CommandError(f"TASKS[{options['backend']!r}] is not a loom DatabaseBackend.")
+    layout = backend.config.worker
+    threads = options["threads"] or layout.get("threads") or 8
+    processes = options["processes"]
+    if processes is None:
+        processes = layout.get("processes") or os.cpu_count() or 1
+    for name in ("max_tasks_per_child", "max_memory_per_child"):
+        if options[name] is not None and options[name] <= 0:
+            raise CommandError(f"--{name.replace('_', '-')} must be positive.")
+    if threads < 1 or processes < 0:
+        raise CommandError("--threads must be >= 1 and --processes >= 0.")
+    if processes == 0 or options["child"]:
+        _run_in_process(command, options, threads)
+    else:
+        _supervise(command, options, backend, processes, threads)
+
+
+def _run_in_process(command, options, threads: int) -> None:
     from loom.worker import Worker
+    from loom.worker.supervisor import parse_queue
 
     try:
+        queues = [parse_queue(q)[0] for q in options["queues"] or []] or None
         worker = Worker(
-            backend=options["backend"],
-            queues=options["queues"],
-            threads=options["threads"],
-            async_limit=options["async_limit"],
-            burst=options["burst"],
-            grace=options["grace"],
+            backend=options["backend"], queues=queues, threads=threads, async_limit=options["async_limit"],
+            burst=options["burst"], grace=options["grace"], worker_id=options["worker_id"],
+            max_tasks=options["max_tasks_per_child"], max_memory_mb=options["max_memory_per_child"],
         )
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     worker.install_signal_handlers()
     if options["verbosity"] >= 1:
-        command.stdout.write(
-            f"loom worker {worker.id}: queues {', '.join(worker.queues or ['*'])}, {worker.threads} threads"
-        )
+        command.stdout.write(f"loom worker {worker.id}: queues {', '.join(worker.queues or ['*'])}, "
+                             f"{worker.threads} threads")
         command.stdout.flush()
     worker.run()
     if options["verbosity"] >= 1:
-        command.stdout.write(f"loom worker {worker.id}: stopped after {worker.finished} tasks")
+        command.stdout.write(f"loom worker {worker.id}: stopped after {worker.finished} tasks"
+                             + (" (recycled)" if worker.recycled else ""))
+    if worker.recycled and options["child"]:
+        from loom.worker.supervisor import RECYCLE_EXIT
+
+        command.stdout.flush()
+        raise SystemExit(RECYCLE_EXIT)
+
+
+def _supervise(command, options, backend, processes: int, threads: int) -> None:
+    from loom.worker.supervisor import Supervisor, plan
+
+    try:
+        specs = plan(backend, options["queues"], processes, threads)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    child_args = ["--async-limit", str(options["async_limit"]), "--grace", str(options["grace"])]
+    if options["max_tasks_per_child"]:
+        child_args += ["--max-tasks-per-child", str(options["max_tasks_per_child"])]
+    if options["max_memory_per_child"]:
+        child_args += ["--max-memory-per-child", str(options["max_memory_per_child"])]
+    supervisor = Supervisor(specs, store=backend.store, backend=options["backend"], child_args=child_args,
+                            burst=options["burst"], grace=options["grace"], verbosity=options["verbosity"],
+                            lost_retries=backend.config.lost_retries)
+    supervisor.install_signal_handlers()
+    if options["verbosity"] >= 1:
+        command.stdout.write(f"loom worker supervisor (pid {os.getpid()}): queues "
+                             f"{'; '.join(s.label for s in specs)}")
+        command.stdout.flush()
+    code = supervisor.run()
+    if options["verbosity"] >= 1:
+        command.stdout.write(f"loom worker supervisor: stopped ({supervisor.restarts} restarts)")
+    if code:
+        raise CommandError("a worker child kept failing; see the errors above", returncode=code)

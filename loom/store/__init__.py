@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,10 +203,13 @@ class Store:
     # -- liveness: leases, workers, leadership ------------------------------------------------
 
     def rescue(self, now: dt.datetime, *, error_class: str, error_text: str,
-               expired: bool = False, workers: Sequence[str] = (), task_ids: Sequence[str] = ()) -> list[str]:
+               expired: bool = False, workers: Sequence[str] = (), task_ids: Sequence[str] = (),
+               extra_attempts: int = 0) -> list[str]:
         """End the attempt of RUNNING rows whose lease expired, whose worker is known dead, or
-        that are named; READY again while attempts remain, else FAILED. Returns their ids."""
-        params: dict = {"now": self._dt(now), "error_class": error_class, "error_text": error_text}
+        that are named; READY again while attempts remain (``max_attempts + extra_attempts``),
+        else FAILED. Returns their ids."""
+        params: dict = {"now": self._dt(now), "error_class": error_class, "error_text": error_text,
+                        "extra": extra_attempts}
         if expired:
             where = "lease_expires_at < %(now)s"
         elif workers:
@@ -228,13 +232,13 @@ class Store:
             else:
                 cursor.execute(load(self.vendor, "rescue").text.format(where=where), params)
                 ids = [row[0] for row in cursor.fetchall()]
-        return [str(i) for i in ids]
+        return [_uuid_str(i) for i in ids]
 
     def cancelled(self, worker_id: str) -> list[str]:
         """Ids of tasks this worker runs that an operator asked to cancel."""
         with self.connection.cursor() as cursor:
             cursor.execute(load(self.vendor, "cancelled").text, {"worker": worker_id})
-            return [str(row[0]) for row in cursor.fetchall()]
+            return [_uuid_str(row[0]) for row in cursor.fetchall()]
 
     def elect(self, name: str, worker_id: str, now: dt.datetime, until: dt.datetime) -> bool:
         """Take or keep the cluster-wide role ``name`` until ``until``; True if this worker holds it."""
@@ -345,9 +349,16 @@ class Store:
         from loom.models import TaskRecord
 
         ids = list(ids)
+        error = {"exception_class_path": "loom.exceptions.TaskCancelled",
+                 "traceback": "loom.exceptions.TaskCancelled: cancelled by an operator before it ran.\n"}
         with transaction.atomic(using=self.alias):
             tasks = TaskRecord.objects.using(self.alias).filter(pk__in=ids)
-            ready = tasks.filter(status="READY").update(status="CANCELLED", finished_at=now)
+            ready = 0
+            for record in tasks.filter(status="READY").select_for_update():
+                record.status, record.finished_at = "CANCELLED", now
+                record.errors = [*record.errors, error]
+                record.save(update_fields=["status", "finished_at", "errors"])
+                ready += 1
             running = tasks.filter(status="RUNNING").update(cancel_requested=True)
         return ready + running
 
@@ -383,6 +394,11 @@ class Store:
         if queues:
             qs = qs.filter(queue_name__in=list(queues))
         return qs.aggregate(at=Min("available_at"))["at"]
+
+
+def _uuid_str(value) -> str:
+    """Task ids as Django shows them (dashed), whatever the database returned (SQLite: hex)."""
+    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
 
 
 def dumps(value) -> str:

@@ -118,6 +118,7 @@ class Worker:
         self._threads_by_task: dict[str, tuple[int, float, float | None]] = {}  # id -> (thread, start, timeout)
         self._interrupted: set[str] = set()
         self._cancelling: set[str] = set()
+        self._stopped_accepting = False
         self.claimed = 0
         self.finished = 0
 
@@ -306,6 +307,8 @@ class Worker:
             else:
                 logger.error("loom worker: internal error running %s", claimed.id, exc_info=exc)
         with self._lock:
+            if self._stopped_accepting:
+                return  # already rescued at shutdown; the completer is gone
             self._in_flight.pop(claimed.id, None)
             self._async_ids.discard(claimed.id)
             if outcome is None:
@@ -342,11 +345,12 @@ class Worker:
             self._wake.wait(0.05)
             self._wake.clear()
         with self._lock:
-            running_coroutines = [f for i, f in self._in_flight.items() if i in self._async_ids]
-        for future in running_coroutines:
-            future.cancel()  # past the grace period: interrupt coroutines and put their tasks back
+            abandoned = list(self._in_flight)
+            self._stopped_accepting = True
         self._release_unstarted()
-        self.completer.stop()
+        self.completer.stop()  # flushes what finished, so only unfinished runs are rescued below
+        if abandoned:
+            self._rescue_abandoned(abandoned)
         try:
             self.store.worker_stopped(self.id, self.clock())
         except (DatabaseError, InterfaceError):
@@ -358,12 +362,22 @@ class Worker:
             self._thread_pool.shutdown()
         if self._loop:
             self._loop.shutdown()
-        with self._lock:
-            left = len(self._in_flight)
-        if left:
-            logger.warning("loom worker %s stopped with %d tasks still running; their leases will "
-                           "expire and they will run again", self.id, left)
         _close_connections()
+
+    def _rescue_abandoned(self, ids: list[str]) -> None:
+        """Tasks still running when the worker gives up waiting: end their attempt now (they may
+        have had effects) so they run again at once instead of after their lease expires."""
+        from loom.exceptions import WorkerLost
+
+        logger.warning("loom worker %s stopped with %d tasks still running; they will run again",
+                       self.id, len(ids))
+        try:
+            self.store.rescue(self.clock(), task_ids=ids, extra_attempts=self.config.lost_retries,
+                              error_class=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
+                              error_text="loom.exceptions.WorkerLost: the worker stopped before the "
+                                         "task finished (grace period over, or a second stop signal).\n")
+        except (DatabaseError, InterfaceError):
+            logger.exception("loom worker could not rescue them now; their leases will expire")
 
     def _release_unstarted(self) -> None:
         with self._lock:

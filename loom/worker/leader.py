@@ -33,7 +33,7 @@ class Leader(Service):
         self.clock = clock
         self.lease_seconds = backend.config.lease_seconds
         self.is_leader = False
-        self.services = [Rescuer(store, clock), Scheduler(store, backend, clock), Pruner(store, backend.config, clock)]
+        self.services = [Rescuer(store, clock, extra_attempts=backend.config.lost_retries), Scheduler(store, backend, clock), Pruner(store, backend.config, clock)]
         self._due = {id(s): datetime.min for s in self.services}
 
     def run_once(self) -> float:

@@ -98,3 +98,57 @@ def sleep_marked(key, seconds):
     time.sleep(seconds)
     Run.objects.create(key=key, worker_pid=os.getpid())
     return key
+
+
+@task(max_attempts=1)
+def chaos(key, seconds=0.02):
+    """Records each run (a killed worker may have recorded one before it died), then works a bit."""
+    from tests.app.models import Run
+
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    time.sleep(seconds)
+    return key
+
+
+@task
+def hard_exit(code=1):
+    os._exit(code)
+
+
+@task
+def segfault():
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+@task(timeout=0.3, hard_timeout=1.5)
+def busy_forever():
+    """Pure Python: the soft limit interrupts it."""
+    while True:
+        sum(range(1000))
+
+
+@task(timeout=0.3, hard_timeout=1.0)
+def blocked_in_c(seconds=60):
+    """Blocked in C (sleep): only the hard limit (killing the process) stops it."""
+    time.sleep(seconds)
+
+
+@task(takes_context=True)
+def cooperative_loop(context, key):
+    from tests.app.models import Run
+
+    Run.objects.create(key=f"start:{key}")
+    for _ in range(600):
+        time.sleep(0.05)
+    return "not cancelled"
+
+
+@task
+async def async_wait(key):
+    from tests.app.models import Run
+
+    await Run.objects.acreate(key=f"start:{key}")
+    await asyncio.sleep(60)
+    return "not cancelled"

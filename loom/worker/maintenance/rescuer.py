@@ -25,15 +25,18 @@ LEASE_EXPIRED = ("The task's lease expired while it ran: its worker stopped rene
 class Rescuer:
     name = "rescuer"
 
-    def __init__(self, store: Store, clock: Callable[[], datetime], interval: float = DEFAULT_INTERVAL) -> None:
+    def __init__(self, store: Store, clock: Callable[[], datetime], interval: float = DEFAULT_INTERVAL,
+                 extra_attempts: int = 0) -> None:
         self.store = store
+        self.extra_attempts = extra_attempts
         self.clock = clock
         self.interval = interval
         self.rescued = 0
 
     def run_once(self) -> float:
         ids = self.store.rescue(self.clock(), expired=True, error_class="loom.exceptions.WorkerLost",
-                                error_text=f"loom.exceptions.WorkerLost: {LEASE_EXPIRED}\n")
+                                error_text=f"loom.exceptions.WorkerLost: {LEASE_EXPIRED}\n",
+                                extra_attempts=self.extra_attempts)
         if ids:
             logger.warning("loom rescued %d tasks whose lease expired", len(ids))
         self.rescued += len(ids)

@@ -2,8 +2,8 @@
 -- See postgresql/rescue.sql. MariaDB assigns left to right, so status and finished_at are
 -- computed before anything they read changes.
 UPDATE loom_task
-SET finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE %(now)s END,
-    status = CASE WHEN attempts < max_attempts THEN 'READY' ELSE 'FAILED' END,
+SET finished_at = CASE WHEN attempts < max_attempts + %(extra)s THEN NULL ELSE %(now)s END,
+    status = CASE WHEN attempts < max_attempts + %(extra)s THEN 'READY' ELSE 'FAILED' END,
     available_at = %(now)s,
     errors = JSON_ARRAY_APPEND(errors, '$', JSON_OBJECT(
         'exception_class_path', %(error_class)s, 'traceback', %(error_text)s)),

@@ -5,8 +5,8 @@
 -- kills its worker every time cannot loop forever. Wakes workers for the READY ones.
 WITH rescued AS (
     UPDATE loom_task
-    SET status = CASE WHEN attempts < max_attempts THEN 'READY' ELSE 'FAILED' END,
-        finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE %(now)s END,
+    SET status = CASE WHEN attempts < max_attempts + %(extra)s THEN 'READY' ELSE 'FAILED' END,
+        finished_at = CASE WHEN attempts < max_attempts + %(extra)s THEN NULL ELSE %(now)s END,
         available_at = %(now)s,
         errors = errors || jsonb_build_array(jsonb_build_object(
             'exception_class_path', %(error_class)s::text, 'traceback', %(error_text)s::text)),

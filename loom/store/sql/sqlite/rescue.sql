@@ -1,8 +1,8 @@
 -- name: rescue
 -- See postgresql/rescue.sql.
 UPDATE loom_task
-SET status = CASE WHEN attempts < max_attempts THEN 'READY' ELSE 'FAILED' END,
-    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE %(now)s END,
+SET status = CASE WHEN attempts < max_attempts + %(extra)s THEN 'READY' ELSE 'FAILED' END,
+    finished_at = CASE WHEN attempts < max_attempts + %(extra)s THEN NULL ELSE %(now)s END,
     available_at = %(now)s,
     errors = json_insert(errors, '$[#]', json_object(
         'exception_class_path', %(error_class)s, 'traceback', %(error_text)s)),

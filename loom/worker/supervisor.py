@@ -1,0 +1,288 @@
+"""Supervisor: runs a worker as N child processes and keeps them alive.
+
+``loom worker`` starts one child per core by default (``--processes``), plus children for
+per-queue executors (``--queue reports:processes=2`` runs two single-thread children for
+"reports", the CPU-bound shape: one task per process, so tasks use separate cores and a hard
+time limit can kill exactly one task; ``--queue io:threads=16`` runs one child with 16
+threads). Children are fresh interpreters (``python -m django loom worker --child ...``), so
+none inherits a database connection, a lock or a thread from the parent.
+
+The supervisor restarts a child that dies, at once rescuing the tasks it held (``WorkerLost``,
+retried while attempts remain) instead of waiting for their leases to expire; it kills a child
+whose task passed its hard time limit (``TimeLimitExceeded``); it restarts children that
+recycled themselves (``--max-tasks-per-child``, ``--max-memory-per-child``). SIGTERM/SIGINT are
+passed on once (graceful); a second signal is passed on again (the children stop fast); the
+supervisor itself exits when every child has. Children die with the supervisor (Linux
+``PR_SET_PDEATHSIG``), so a SIGKILL of the whole worker leaves no orphan running tasks.
+Signal handlers only set flags; ``run_once()`` does the work.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from loom.exceptions import TimeLimitExceeded, WorkerLost
+from loom.store import Store
+
+logger = logging.getLogger("loom.worker")
+
+# Seconds between two checks of the children.
+CHECK_INTERVAL = 0.2
+# A child that dies sooner than this after its start counts as crash-looping.
+MIN_UPTIME = 5.0
+# Exit code of a child that recycled itself (max tasks / memory): restart it, not a failure.
+RECYCLE_EXIT = 75
+# Crashes in a row at start-up after which a --burst run gives up (an ordinary run tries 4x longer).
+MAX_CRASHES = 5
+# Longest pause before restarting a crash-looping child.
+MAX_RESTART_DELAY = 30.0
+
+
+@dataclass
+class ChildSpec:
+    """What one child runs: its queues and its threads."""
+
+    queues: list[str] | None
+    threads: int
+    label: str
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    worker_id: str
+    proc: subprocess.Popen
+    started: float = field(default_factory=time.monotonic)
+    failures: int = 0
+    restart_at: float | None = None
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: children notice the parent is gone by their own heartbeat instead
+
+
+class Supervisor:
+    def __init__(self, specs: list[ChildSpec], *, store: Store, backend: str, child_args: list[str],
+                 lost_retries: int = 0,
+                 burst: bool = False, grace: float = 30.0, verbosity: int = 1) -> None:
+        self.verbosity = verbosity
+        self.lost_retries = lost_retries
+        self.exit_code = 0
+        self.specs = specs
+        self.store = store
+        self.backend = backend
+        self.child_args = child_args
+        self.burst = burst
+        self.grace = grace
+        self.children: list[Child] = []
+        self.restarts = 0
+        self._signals = 0
+        self._forwarded = 0
+        self._wake = threading.Event()
+
+    # -- children ------------------------------------------------------------------------------
+
+    def _command(self, spec: ChildSpec, worker_id: str) -> list[str]:
+        cmd = [sys.executable, "-m", "django", "loom", f"-v{self.verbosity}", "worker", "--processes", "0", "--child",
+               "--worker-id", worker_id, "--backend", self.backend, "--threads", str(spec.threads)]
+        for queue in spec.queues or []:
+            cmd += ["--queue", queue]
+        if self.burst:
+            cmd.append("--burst")
+        return cmd + self.child_args
+
+    def _spawn(self, spec: ChildSpec, failures: int = 0) -> Child:
+        from loom.worker import make_worker_id
+
+        worker_id = make_worker_id()
+        env = dict(os.environ)
+        env["DJANGO_SETTINGS_MODULE"] = settings.SETTINGS_MODULE
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
+        proc = subprocess.Popen(self._command(spec, worker_id), env=env, preexec_fn=_die_with_parent)
+        logger.info("loom supervisor started child %s (pid %d, %s)", worker_id, proc.pid, spec.label)
+        return Child(spec=spec, worker_id=worker_id, proc=proc, failures=failures)
+
+    def start(self) -> None:
+        self.children = [self._spawn(spec) for spec in self.specs]
+
+    # -- signals (flags only) ------------------------------------------------------------------
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signals += 1
+        self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def stop(self) -> None:
+        self._on_signal(signal.SIGTERM, None)
+
+    @property
+    def stopping(self) -> bool:
+        return self._signals > 0
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.start()
+        try:
+            while self.run_once():
+                self._wake.wait(CHECK_INTERVAL)
+                self._wake.clear()
+        finally:
+            for child in self.children:
+                if child.proc.poll() is None:
+                    child.proc.kill()
+                    child.proc.wait()
+        return self.exit_code
+
+    def run_once(self) -> bool:
+        """Check the children once; False when the supervisor is done."""
+        while self._forwarded < self._signals:
+            self._forwarded += 1
+            for child in self.children:
+                if child.proc.poll() is None:
+                    child.proc.send_signal(signal.SIGTERM)
+        for child in self.children:
+            code = child.proc.poll()
+            if code is None:
+                continue
+            if child.restart_at is None:
+                self._after_exit(child, code)
+            if not self.stopping and not (self.burst and code == 0) and time.monotonic() >= child.restart_at:
+                self._replace(child)
+        self._enforce_hard_limits()
+        alive = [c for c in self.children if c.proc.poll() is None]
+        if self.stopping or self.burst:
+            return bool(alive) or (self.burst and not self.stopping and self._restarting())
+        return True
+
+    def _restarting(self) -> bool:
+        return any(c.proc.poll() not in (None, 0) for c in self.children)
+
+    def _after_exit(self, child: Child, code: int) -> None:
+        uptime = time.monotonic() - child.started
+        if code == RECYCLE_EXIT:
+            child.failures = 0  # recycled itself (max tasks / memory): replace it at once
+        elif code != 0:
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            logger.error("loom child %s (pid %d) died with %s", child.worker_id, child.proc.pid, how)
+            rescued = self._rescue(child, f"The worker process running the task died ({how}).")
+            # Dying at start-up with nothing claimed is a crash loop; dying under a task is not.
+            child.failures = child.failures + 1 if uptime < MIN_UPTIME and not rescued else 0
+            if child.failures >= MAX_CRASHES and (self.burst or uptime < MIN_UPTIME and child.failures >= MAX_CRASHES * 4):
+                logger.error("loom child keeps dying at start (%d times): giving up", child.failures)
+                self.exit_code = 1
+                self.stop()
+        else:
+            child.failures = 0  # recycled itself, or a burst child that finished
+        delay = 0.0 if child.failures == 0 else min(2 ** child.failures * 0.25, MAX_RESTART_DELAY)
+        child.restart_at = time.monotonic() + delay
+
+    def _rescue(self, child: Child, why: str) -> int:
+        try:
+            ids = self.store.rescue(timezone.now(), workers=[child.worker_id],
+                                    error_class=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
+                                    error_text=f"loom.exceptions.WorkerLost: {why}\n",
+                                    extra_attempts=self.lost_retries)
+        except Exception:
+            logger.exception("loom supervisor could not rescue the tasks of %s; their leases will expire",
+                             child.worker_id)
+            return 0
+        if ids:
+            logger.warning("loom supervisor rescued %d tasks of child %s", len(ids), child.worker_id)
+        return len(ids)
+
+    def _replace(self, child: Child) -> None:
+        index = self.children.index(child)
+        self.children[index] = self._spawn(child.spec, failures=child.failures)
+        self.restarts += 1
+
+    def _enforce_hard_limits(self) -> None:
+        """Kill a child whose task is past its hard limit; that task fails (or retries) as timed out."""
+        from loom.models import TaskRecord
+
+        by_worker = {c.worker_id: c for c in self.children if c.proc.poll() is None}
+        if not by_worker:
+            return
+        now = timezone.now()
+        try:
+            rows = list(TaskRecord.objects.using(self.store.alias).filter(
+                status="RUNNING", claimed_by__in=list(by_worker), hard_timeout__isnull=False,
+            ).values_list("id", "claimed_by", "last_attempted_at", "hard_timeout"))
+        except Exception:
+            logger.exception("loom supervisor could not check time limits")
+            return
+        for task_id, worker_id, started, hard in rows:
+            if started is None or now - started < timedelta(seconds=hard):
+                continue
+            child = by_worker[worker_id]
+            logger.error("loom task %s passed its hard time limit (%gs): killing child %s",
+                         task_id, hard, worker_id)
+            self.store.rescue(now, task_ids=[str(task_id)],
+                              error_class=f"{TimeLimitExceeded.__module__}.{TimeLimitExceeded.__qualname__}",
+                              error_text=f"loom.exceptions.TimeLimitExceeded: the task ran past its hard "
+                                         f"time limit of {hard:g}s; its process was killed.\n")
+            child.proc.kill()
+
+
+def parse_queue(arg: str) -> tuple[str, dict[str, int] | None]:
+    """``NAME`` or ``NAME:threads=N`` or ``NAME:processes=N`` -> (name, executor or None)."""
+    name, _, spec = arg.partition(":")
+    if not name:
+        raise ValueError(f"--queue {arg!r}: the queue name is missing (NAME[:threads=N|processes=N]).")
+    if not spec:
+        return name, None
+    kind, _, number = spec.partition("=")
+    if kind not in ("threads", "processes") or not number.isdigit() or int(number) < 1:
+        raise ValueError(f"--queue {arg!r}: expected NAME:threads=N or NAME:processes=N with N >= 1.")
+    return name, {kind: int(number)}
+
+
+def plan(backend, queue_args: list[str] | None, processes: int, threads: int) -> list[ChildSpec]:
+    """Which children to run: per-queue executors first, then the general children."""
+    executors: dict[str, dict[str, int]] = {}
+    for name, spec in (backend.config.worker.get("executors") or {}).items():
+        executors[name] = parse_queue(f"{name}:{next(iter(spec))}={next(iter(spec.values()))}")[1]
+    plain: list[str] = []
+    named: list[str] = []
+    for arg in queue_args or []:
+        name, spec = parse_queue(arg)
+        named.append(name)
+        if spec is not None:
+            executors[name] = spec
+    all_queues = named if queue_args else sorted(backend.queues)
+    unknown = set(all_queues) - backend.queues if backend.queues else set()
+    if unknown:
+        raise ValueError(f"Queue(s) {', '.join(sorted(unknown))} not in TASKS[{backend.alias!r}]['QUEUES'] "
+                         f"({', '.join(sorted(backend.queues))}).")
+    specs: list[ChildSpec] = []
+    for name in all_queues:
+        spec = executors.get(name)
+        if spec is None:
+            plain.append(name)
+        elif "processes" in spec:
+            specs += [ChildSpec([name], 1, f"{name}: process {i + 1}/{spec['processes']}")
+                      for i in range(spec["processes"])]
+        else:
+            specs.append(ChildSpec([name], spec["threads"], f"{name}: {spec['threads']} threads"))
+    if plain or not all_queues:
+        specs += [ChildSpec(plain or None, threads, f"{','.join(plain) or 'all queues'}: {threads} threads")
+                  for _ in range(processes)]
+    return specs
