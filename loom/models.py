@@ -115,8 +115,10 @@ class TaskRecord(models.Model):
         db_table = "loom_task"
         verbose_name = "task"
         indexes = [
+            # Matches the claim's ORDER BY exactly, so a claim reads the first rows of the index
+            # in order and stops at LIMIT, however long the queue (queue_name is a filter).
             ClaimIndex(
-                fields=["queue_name", "-priority", "available_at"],
+                fields=["-priority", "available_at", "id"],
                 name="loom_task_claim",
                 condition=models.Q(status="READY"),
             ),

@@ -90,7 +90,7 @@ class Migration(migrations.Migration):
             options={
                 'verbose_name': 'task',
                 'db_table': 'loom_task',
-                'indexes': [loom.models.ClaimIndex(condition=models.Q(('status', 'READY')), fields=['queue_name', '-priority', 'available_at'], name='loom_task_claim'), models.Index(fields=['status', 'lease_expires_at'], name='loom_task_lease'), models.Index(fields=['status', 'finished_at'], name='loom_task_finished')],
+                'indexes': [loom.models.ClaimIndex(condition=models.Q(('status', 'READY')), fields=['-priority', 'available_at', 'id'], name='loom_task_claim'), models.Index(fields=['status', 'lease_expires_at'], name='loom_task_lease'), models.Index(fields=['status', 'finished_at'], name='loom_task_finished')],
             },
         ),
     ]
