@@ -96,7 +96,7 @@ def as_completed(
     """
     check_options(max_workers, timeout)
     calls = map_calls(fn, items, "parallel.as_completed")
-    return _sync_run("parallel.as_completed", calls, max_workers, timeout, False).finished()
+    return _sync_run("parallel.as_completed", calls, max_workers, timeout, False, streaming=True).finished()
 
 
 async def amap(
@@ -130,7 +130,7 @@ def _limit(max_workers: int | None, count: int) -> int:
 
 
 def _sync_run(label: str, calls: list[Call], max_workers: int | None, timeout: float | None,
-              return_exceptions: bool) -> Run:
+              return_exceptions: bool, streaming: bool = False) -> Run:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -143,7 +143,7 @@ def _sync_run(label: str, calls: list[Call], max_workers: int | None, timeout: f
         )
     if inline_active() or inside_pool():
         return SerialRun(label, calls, timeout, return_exceptions)
-    return ThreadRun(label, calls, timeout, return_exceptions, _limit(max_workers, len(calls)))
+    return ThreadRun(label, calls, timeout, return_exceptions, _limit(max_workers, len(calls)), streaming)
 
 
 def _async_run(label: str, calls: list[Call], max_workers: int | None, timeout: float | None,

@@ -10,8 +10,9 @@ After each call a pool thread treats its Django connections as Django treats a r
 closed (or handed back to Django's connection pool, when one is configured), and with persistent
 connections a thread keeps at most one per alias, checked again before its next call. This
 happens *before* the call's future is resolved: when ``parallel.map`` returns, its calls hold no
-connection. (That ordering, and one connection check per call instead of three, is why this is
-not ``loom.executors.threads.ThreadExecutor``, which the worker uses.)
+connection. A call that opened no connection (Django's ``connection_created`` signal) skips the
+check. (That ordering, and one check per call at most instead of three, is why this is not
+``loom.executors.threads.ThreadExecutor``, which the worker uses.)
 
 Threads are daemons: a process that exits abandons calls still running, as it would any thread.
 This module starts nothing at import and opens no database connection itself.
@@ -30,6 +31,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.db import close_old_connections, connections
+from django.db.backends.signals import connection_created
 
 # Threads in the shared pool when settings.LOOM_PARALLEL_THREADS is not set: enough for a view's
 # fan-out to a dozen services, few enough that persistent connections cannot exhaust a database.
@@ -44,10 +46,11 @@ class Pool:
         self.name = name
         self.threads: list[threading.Thread] = []
         self._queue: queue.SimpleQueue[tuple[Future, Callable, tuple] | None] = queue.SimpleQueue()
-        # Released by each thread as it starts waiting: a permit means an idle thread.
+        # Released by a thread each time it finishes a call: a permit means an idle thread.
         self._idle = threading.Semaphore(0)
         self._start_lock = threading.Lock()
-        # Persistent connections may expire between two calls: check them before each call too.
+        # With persistent connections a thread keeps one open between calls, to check before and
+        # after each call. Without, a call that opened none has nothing to close: skip the check.
         self._persistent = any(db.get("CONN_MAX_AGE", 0) != 0 for db in settings.DATABASES.values())
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
@@ -58,6 +61,8 @@ class Pool:
         return future
 
     def _start_thread(self) -> None:
+        if len(self.threads) >= self.size:
+            return
         with self._start_lock:
             if len(self.threads) < self.size:
                 thread = threading.Thread(
@@ -73,31 +78,48 @@ class Pool:
 
     def _work(self) -> None:
         try:
-            while True:
-                self._idle.release()
-                item = self._queue.get()
-                if item is None:
-                    return
+            while (item := self._queue.get()) is not None:
                 future, fn, args = item
                 del item
-                if not future.set_running_or_notify_cancel():
-                    continue
-                if self._persistent:
-                    close_old_connections()
-                try:
-                    result = fn(*args)
-                except BaseException as exc:  # handed to the caller, KeyboardInterrupt too
-                    close_old_connections()
-                    future.set_exception(exc)
-                    del exc
+                if future.set_running_or_notify_cancel():
+                    self._run(future, fn, args)
                 else:
-                    close_old_connections()
-                    future.set_result(result)
-                    del result
+                    self._idle.release()
                 del future, fn, args  # hold nothing of a finished call while idle
         finally:
             connections.close_all()
 
+    def _run(self, future: Future, fn: Callable[..., Any], args: tuple) -> None:
+        if self._persistent:
+            close_old_connections()
+        _opened.flag = False
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the caller, KeyboardInterrupt too
+            self._after_call()
+            future.set_exception(exc)
+        else:
+            self._after_call()
+            future.set_result(result)
+
+    def _after_call(self) -> None:
+        if self._persistent or _opened.flag:
+            close_old_connections()
+        # Free from here: the caller's callback in set_result may submit the next call, which
+        # this thread will take. (A permit released before the first call would let a second
+        # submit skip starting a thread while this one is still busy.)
+        self._idle.release()
+
+
+# Per thread: did Django open a database connection since the flag was last cleared?
+_opened = threading.local()
+
+
+def _note_opened(sender: Any, connection: Any, **kwargs: Any) -> None:
+    _opened.flag = True
+
+
+connection_created.connect(_note_opened, dispatch_uid="loom.parallel.pool.opened")
 
 _pool: Pool | None = None
 _pool_lock = threading.Lock()

@@ -5,8 +5,8 @@ deadline. Its two sync forms differ only in where calls execute:
 
 * ``ThreadRun`` feeds calls to the shared pool (``loom.parallel.pool``), never more than
   ``limit`` of them queued or running at once, so one big ``map`` cannot fill the pool's queue
-  ahead of other requests. The next call is submitted from the finishing call's callback, so the
-  caller only wakes to collect results.
+  ahead of other requests. The next call is submitted from the finishing call's callback, and the
+  caller wakes only when all are in or at the first error (``as_completed``: at each outcome).
 * ``SerialRun`` calls them one after another in the calling thread: inline mode, and nested calls
   made from inside the pool (waiting there for pool threads could deadlock).
 
@@ -21,8 +21,6 @@ are closed as usual.
 from __future__ import annotations
 
 import contextvars
-import functools
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -116,42 +114,74 @@ class SerialRun(Run):
 
 class ThreadRun(Run):
     def __init__(self, label: str, calls: list[Call], timeout: float | None, return_exceptions: bool,
-                 limit: int) -> None:
+                 limit: int, streaming: bool = False) -> None:
         super().__init__(label, calls, timeout, return_exceptions)
         self.limit = limit
-        self._lock = threading.Lock()
+        # as_completed wants each outcome at once; map only needs waking when all are in (or on
+        # the first error), which spares the caller a thread switch per call.
+        self.streaming = streaming
+        self._cond = threading.Condition(threading.Lock())
         self._next = 0
         self._stopped = False
         self._futures: dict[int, Future] = {}
-        self._done: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._arrived: list[tuple[int, Any, BaseException | None] | None] = []  # None: cancelled
+        self._consumed = 0
+        self._wake = False
         self._context = contextvars.copy_context()
         self._state = RequestState.capture()
         self._pool = get_pool()
 
     def _feed(self) -> None:
-        with self._lock:
-            if self._stopped or self._next >= len(self.calls):
-                return
-            position = self._next
-            self._next += 1
-            call = self.calls[position]
-            future = self._pool.submit(
-                run_call, self._context.copy(), self._state, call.fn, call.args, call.kwargs or {}
-            )
-            self._futures[position] = future
+        with self._cond:
+            future = self._submit_locked()
+        if future is not None:
+            self._watch(future)
+
+    def _submit_locked(self) -> Future | None:
+        if self._stopped or self._next >= len(self.calls):
+            return None
+        position = self._next
+        self._next += 1
+        call = self.calls[position]
+        future = self._pool.submit(
+            run_call, self._context.copy(), self._state, call.fn, call.args, call.kwargs or {}
+        )
+        future.position = position  # read by _finished
+        self._futures[position] = future
+        return future
+
+    def _watch(self, future: Future) -> None:
         # Outside the lock: a future that already finished runs the callback right here.
-        future.add_done_callback(functools.partial(self._finished, position))
+        future.add_done_callback(self._finished)
 
-    def _finished(self, position: int, future: Future) -> None:
-        self._done.put(position)
-        self._feed()
+    def _finished(self, future: Future) -> None:
+        position = future.position
+        if future.cancelled():
+            outcome = None
+        else:
+            exc = future.exception()
+            outcome = (position, None if exc is not None else future.result(), exc)
+        with self._cond:
+            del self._futures[position]
+            self._arrived.append(outcome)
+            if outcome is not None and outcome[2] is not None and not self.return_exceptions:
+                self._stopped = True  # at once: the caller only hears of the error after this
+                self._wake = True
+            following = self._submit_locked()
+            if self._wake or self.streaming or self._all_in():
+                self._cond.notify()
+        if following is not None:
+            self._watch(following)
 
-    def _expected(self) -> int:
-        with self._lock:
-            return self._next if self._stopped else len(self.calls)
+    def _all_in(self) -> bool:
+        expected = self._next if self._stopped else len(self.calls)
+        return self._consumed + len(self._arrived) >= expected
+
+    def _ready(self) -> bool:
+        return self._all_in() or (bool(self._arrived) and (self._wake or self.streaming))
 
     def stop(self) -> None:
-        with self._lock:
+        with self._cond:
             self._stopped = True
             futures = list(self._futures.values())
         for future in futures:
@@ -160,31 +190,31 @@ class ThreadRun(Run):
     def outcomes(self) -> Iterator[tuple[int, Any, BaseException | None]]:
         for _ in range(min(self.limit, len(self.calls))):
             self._feed()
-        received = 0
         try:
-            while received < self._expected():
-                try:
-                    position = self._done.get(timeout=self.remaining())
-                except queue.Empty:
+            while True:
+                with self._cond:
+                    ready = self._cond.wait_for(self._ready, self.remaining())
+                    batch, self._arrived = self._arrived, []
+                    self._consumed += len(batch)
+                    self._wake = False
+                    done = self._all_in()
+                    unfinished = None if ready else self._unfinished()
+                for outcome in batch:
+                    if outcome is not None:
+                        yield outcome
+                if done:
+                    return
+                if unfinished is not None:
                     if self.error is not None:
                         return  # the deadline passed while the running calls finished: raise the error
-                    unfinished = self._unfinished()
                     self.stop()
-                    raise self.expired(unfinished) from None
-                received += 1
-                with self._lock:
-                    future = self._futures.pop(position)
-                if future.cancelled():
-                    continue
-                exc = future.exception()
-                yield position, (None if exc is not None else future.result()), exc
+                    raise self.expired(unfinished)
         finally:
             # Also reached when an as_completed() consumer stops early: start nothing more.
             self.stop()
 
     def _unfinished(self) -> list[tuple[int, str]]:
-        with self._lock:
-            states = [(i, "running" if f.running() else "not started")
-                      for i, f in self._futures.items() if not f.done()]
-            states += [(i, "not started") for i in range(self._next, len(self.calls))]
+        states = [(i, "running" if f.running() else "not started")
+                  for i, f in self._futures.items() if not f.done()]
+        states += [(i, "not started") for i in range(self._next, len(self.calls))]
         return sorted(states)

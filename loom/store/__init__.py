@@ -327,7 +327,7 @@ class Store:
 
     def retry(self, ids: Iterable[str], now: dt.datetime) -> int:
         """Put FAILED or CANCELLED tasks back to READY now, allowing them one more attempt."""
-        from django.db.models import Case, F, When
+        from django.db.models import Case, F, PositiveIntegerField, Value, When
 
         from loom.models import TaskRecord
 
@@ -338,8 +338,9 @@ class Store:
             queues = list(qs.values_list("queue_name", flat=True))
             changed = qs.update(
                 status="READY", available_at=now, finished_at=None, cancel_requested=False,
-                max_attempts=Case(When(max_attempts__lte=F("attempts"), then=F("attempts") + 1),
-                                  default=F("max_attempts")),
+                max_attempts=Case(When(max_attempts__lte=F("attempts"),
+                                       then=F("attempts") + Value(1, output_field=PositiveIntegerField())),
+                                  default=F("max_attempts"), output_field=PositiveIntegerField()),
             )
             self._notify(queues)
         return changed
