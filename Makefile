@@ -15,7 +15,7 @@ $(PY):
 
 $(VENV)/.installed: $(PY) requirements/test.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements/test.txt
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -24,7 +24,7 @@ $(VENV60)/.installed: requirements/django60.txt pyproject.toml
 	@python=$${PYTHON:-$$(sh scripts/find_python.sh)} || exit 1; \
 	[ -x $(VENV60)/bin/python ] || "$$python" -m venv $(VENV60)
 	$(VENV60)/bin/python -m pip install -q --disable-pip-version-check -r requirements/django60.txt
-	$(VENV60)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(VENV60)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 # The whole suite on SQLite, then on PostgreSQL and MariaDB (each skips, saying why, only when its
@@ -33,7 +33,7 @@ test: venv $(VENV60)/.installed
 	LOOM_TEST_DB=sqlite $(PYTEST)
 	LOOM_TEST_DB=postgresql $(PYTEST)
 	LOOM_TEST_DB=mysql $(PYTEST)
-	LOOM_TEST_DB=sqlite $(VENV60)/bin/python -m pytest -q -m contract
+	LOOM_TEST_DB=sqlite $(VENV60)/bin/python -m pytest -q -m contract tests/test_backend.py
 
 test-sqlite test-postgresql test-mysql: venv
 	LOOM_TEST_DB=$(subst test-,,$@) $(PYTEST) $(ARGS)
@@ -43,3 +43,11 @@ demo: venv
 
 clean:
 	rm -rf $(VENV) $(VENV60) example/db.sqlite3*
+
+# loom and its peers side by side on this machine (bench/README.md); not part of `make test`.
+# About 20 minutes; `make bench ARGS=--quick` for small sizes. Results go to bench/results/.
+bench:
+	@python=$${PYTHON:-$$(sh scripts/find_python.sh)} || exit 1; \
+	[ -x bench/.venvs/runner/bin/python ] || "$$python" -m venv bench/.venvs/runner; \
+	bench/.venvs/runner/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements/runner.txt
+	bench/.venvs/runner/bin/python bench/run.py $(ARGS)

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from loom.models import TaskRecord
-from tests.app import tasks
+from tests.app import retry_tasks, tasks
 from tests.app.models import Run
 from tests.conftest import wait_until
 
@@ -44,7 +44,7 @@ def test_a_task_that_kills_its_process_fails_and_the_worker_goes_on(start_worker
 
 
 def test_soft_time_limit_interrupts_python_code(start_worker):
-    result = tasks.busy_forever.enqueue()
+    result = retry_tasks.busy_forever.enqueue()
     worker = start_worker("--burst", "--processes", "1")
     assert worker.wait(timeout=60) == 0, "".join(worker.output)
     result.refresh()
@@ -53,7 +53,7 @@ def test_soft_time_limit_interrupts_python_code(start_worker):
 
 
 def test_hard_time_limit_kills_the_process_and_fails_the_task(start_worker):
-    result = tasks.blocked_in_c.enqueue(60)
+    result = retry_tasks.blocked_in_c.enqueue(60)
     bystander = tasks.add.enqueue(1, 1)
     started = time.monotonic()
     worker = start_worker("--burst", "--processes", "1", "--threads", "1")

@@ -1,4 +1,9 @@
-"""Tasks with loom's per-task options (Django 6.1: extra @task keyword arguments)."""
+"""Tasks with loom's per-task options (Django 6.1: extra @task keyword arguments).
+
+Kept apart from tasks.py so the contract tests also import on Django 6.0, whose @task takes no extras.
+"""
+
+import time
 
 from django.tasks import task
 
@@ -12,3 +17,16 @@ def flaky(key, failures):
     if Run.objects.filter(key=key).count() <= failures:
         raise ValueError(f"run {Run.objects.filter(key=key).count()} fails")
     return "ok"
+
+
+@task(timeout=0.3, hard_timeout=1.5)
+def busy_forever():
+    """Pure Python: the soft limit interrupts it."""
+    while True:
+        sum(range(1000))
+
+
+@task(timeout=0.3, hard_timeout=1.0)
+def blocked_in_c(seconds=60):
+    """Blocked in C (sleep): only the hard limit (killing the process) stops it."""
+    time.sleep(seconds)

@@ -100,7 +100,7 @@ def sleep_marked(key, seconds):
     return key
 
 
-@task(max_attempts=1)
+@task
 def chaos(key, seconds=0.02):
     """Records each run (a killed worker may have recorded one before it died), then works a bit."""
     from tests.app.models import Run
@@ -120,19 +120,6 @@ def segfault():
     import ctypes
 
     ctypes.string_at(0)
-
-
-@task(timeout=0.3, hard_timeout=1.5)
-def busy_forever():
-    """Pure Python: the soft limit interrupts it."""
-    while True:
-        sum(range(1000))
-
-
-@task(timeout=0.3, hard_timeout=1.0)
-def blocked_in_c(seconds=60):
-    """Blocked in C (sleep): only the hard limit (killing the process) stops it."""
-    time.sleep(seconds)
 
 
 @task(takes_context=True)
