@@ -32,7 +32,8 @@ def error_classes(result):
 def test_a_task_that_kills_its_process_fails_and_the_worker_goes_on(start_worker, crasher):
     bad = crasher.enqueue()
     good = [tasks.add.enqueue(i, 1) for i in range(10)]
-    worker = start_worker("--burst", "--processes", "1", "--threads", "1")
+    # --prefetch 0: the crashing task is the only one in its process each time.
+    worker = start_worker("--burst", "--processes", "1", "--threads", "1", "--prefetch", "0")
     assert worker.wait(timeout=90) == 0, "".join(worker.output)
     bad.refresh()
     assert bad.status == "FAILED" and bad.attempts == 2  # max_attempts 1 + one lost retry

@@ -21,6 +21,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="Sync tasks run at once per child (default 8).")
     parser.add_argument("--async-limit", type=int, default=100,
                         help="async def tasks run at once per child (default 100).")
+    parser.add_argument("--prefetch", type=int, default=None,
+                        help="Tasks a child holds beyond its busy threads (default: adapts to task "
+                             "run time; 0 claims only what it can start at once).")
     parser.add_argument("--burst", action="store_true", help="Run everything due, then exit (tests, cron).")
     parser.add_argument("--grace", type=float, default=30.0,
                         help="Seconds running tasks get to finish after SIGTERM/SIGINT (default 30).")
@@ -66,6 +69,7 @@ def _run_in_process(command, options, threads: int) -> None:
             backend=options["backend"], queues=queues, threads=threads, async_limit=options["async_limit"],
             burst=options["burst"], grace=options["grace"], worker_id=options["worker_id"],
             max_tasks=options["max_tasks_per_child"], max_memory_mb=options["max_memory_per_child"],
+            prefetch=options["prefetch"],
         )
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc)) from None
@@ -93,6 +97,8 @@ def _supervise(command, options, backend, processes: int, threads: int) -> None:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     child_args = ["--async-limit", str(options["async_limit"]), "--grace", str(options["grace"])]
+    if options["prefetch"] is not None:
+        child_args += ["--prefetch", str(options["prefetch"])]
     if options["max_tasks_per_child"]:
         child_args += ["--max-tasks-per-child", str(options["max_tasks_per_child"])]
     if options["max_memory_per_child"]:

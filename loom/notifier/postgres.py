@@ -43,7 +43,7 @@ class PostgresNotifier(Service):
     def run_once(self) -> float:
         try:
             raw = self._listen()
-            for note in raw.notifies(timeout=0.5, stop_after=64):
+            for note in raw.notifies(timeout=0.1, stop_after=64):
                 if self.queues is None or note.payload in self.queues:
                     self.on_wake()
         except Exception:

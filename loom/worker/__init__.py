@@ -51,6 +51,8 @@ DEFAULT_THREADS = 8
 DEFAULT_ASYNC_LIMIT = 100
 # Seconds running tasks get to finish after a stop signal.
 DEFAULT_GRACE = 30.0
+# Seconds of work (at the current task run time) a worker holds beyond its busy threads.
+PREFETCH_HORIZON = 0.02
 # Consecutive claim errors after which a --burst run gives up.
 MAX_BURST_ERRORS = 5
 # Fastest idle poll for databases without a wake-up signal (MariaDB/MySQL), in seconds.
@@ -76,6 +78,7 @@ class Worker:
         max_tasks: int | None = None,
         max_memory_mb: float | None = None,
         maintenance: bool = True,
+        prefetch: int | None = None,
     ) -> None:
         from loom.backends.database import DatabaseBackend
 
@@ -99,6 +102,11 @@ class Worker:
         self.threads = threads
         self.async_limit = async_limit
         self.capacity = threads + async_limit
+        # Tasks claimed beyond free threads, waiting in this worker (put back on shutdown). None:
+        # adapt to how long tasks take (see _adapt_prefetch); a number: fixed.
+        self._fixed_prefetch = prefetch
+        self.prefetch = threads if prefetch is None else prefetch
+        self._avg_runtime: float | None = None
         self.burst = burst
         self.grace = grace
         self.clock = clock
@@ -173,18 +181,28 @@ class Worker:
         finally:
             self._shutdown(services)
 
-    def _free_slots(self) -> int:
+    def _room(self) -> int:
+        """How many more tasks to claim now: free slots plus a small prefetch, so a claim fetches
+        a batch while the running ones finish instead of one task per freed slot."""
         with self._lock:
-            sync_free = self.threads - self._sync_running
-            return min(self.capacity - len(self._in_flight), max(sync_free, 0))
+            sync_room = self.threads + self.prefetch - self._sync_running
+            total_room = self.capacity + self.prefetch - len(self._in_flight)
+            room = max(0, min(sync_room, total_room))
+            starving = self._sync_running < self.threads
+        # With work still queued locally, wait until half the prefetch is free: fewer, larger claims.
+        return room if starving or room >= max(1, self.prefetch // 2) else 0
 
     def _fetch_loop(self) -> None:
         idle_delay = MIN_POLL
         errors = 0
         while not self._stop.is_set():
             self._wake.clear()
+            room = self._room()
+            if room == 0:
+                self._wake.wait(self.config.poll_interval)  # a finishing task wakes us
+                continue
             try:
-                claimed = self._claim_once()
+                claimed = self._claim_once(room)
                 errors = 0
             except (DatabaseError, InterfaceError):
                 errors += 1
@@ -194,37 +212,36 @@ class Worker:
                 _close_connections()
                 self._wake.wait(min(0.1 * 2 ** errors, 5.0))
                 continue
+            if claimed == min(room, self.config.batch_size):
+                idle_delay = MIN_POLL
+                continue  # there may be more due right now
+            with self._lock:
+                busy = bool(self._in_flight) or self.completer.outstanding > 0
+            if self.burst and not busy and not claimed:
+                return
             if claimed:
                 idle_delay = MIN_POLL
                 continue
-            with self._lock:
-                busy = bool(self._in_flight) or self.completer.outstanding > 0
-            if self.burst and not busy and self._free_slots() > 0:
-                return
             self._wake.wait(self._idle_timeout(idle_delay))
             idle_delay = min(idle_delay * 2, self.config.poll_interval)
 
     def _idle_timeout(self, idle_delay: float) -> float:
         timeout = self.config.poll_interval if self.notifier else idle_delay
-        if self._free_slots() > 0:
-            try:
-                due = self.store.next_available_at(self.queues)
-            except (DatabaseError, InterfaceError):
-                _close_connections()
-                return timeout
-            if due is not None:
-                timeout = min(timeout, max((due - self.clock()).total_seconds(), 0.0) + 0.001)
+        try:
+            due = self.store.next_available_at(self.queues)
+        except (DatabaseError, InterfaceError):
+            _close_connections()
+            return timeout
+        if due is not None:
+            timeout = min(timeout, max((due - self.clock()).total_seconds(), 0.0) + 0.001)
         return timeout
 
-    def _claim_once(self) -> int:
-        free = self._free_slots()
-        if free <= 0:
-            return 0
+    def _claim_once(self, room: int) -> int:
         now = self.clock()
         records = self.store.claim(
             self.id,
             self.queues,
-            min(free, self.config.batch_size),
+            min(room, self.config.batch_size),
             now,
             now + timedelta(seconds=self.config.lease_seconds),
         )
@@ -255,7 +272,18 @@ class Worker:
             return execute(claimed)
         finally:
             with self._lock:  # under the lock: the watchdog cannot interrupt a finished run
-                self._threads_by_task.pop(claimed.id, None)
+                _, started, _ = self._threads_by_task.pop(claimed.id)
+                self._adapt_prefetch(time.monotonic() - started)
+
+    def _adapt_prefetch(self, runtime: float) -> None:
+        """Short tasks: hold enough claimed work to cover a claim round trip (up to a batch), so
+        the threads never wait on the database. Long tasks: hold little, so other workers get
+        the rest. Called under the lock."""
+        avg = runtime if self._avg_runtime is None else 0.9 * self._avg_runtime + 0.1 * runtime
+        self._avg_runtime = avg
+        if self._fixed_prefetch is None:
+            wanted = int(self.threads * PREFETCH_HORIZON / max(avg, 1e-4))
+            self.prefetch = max(1, min(self.config.batch_size, wanted))
 
     # -- watchdog hooks --------------------------------------------------------------------
 

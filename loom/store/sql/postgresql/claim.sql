@@ -22,4 +22,4 @@ SET status = 'RUNNING',
     worker_ids = t.worker_ids || to_jsonb(%(worker)s::text)
 FROM due
 WHERE t.id = due.id
-RETURNING t.id
+RETURNING t.*

@@ -16,4 +16,4 @@ WHERE id IN (
     ORDER BY priority DESC, available_at, id
     LIMIT %(limit)s
 )
-RETURNING id
+RETURNING *
