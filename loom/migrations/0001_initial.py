@@ -108,7 +108,7 @@ BEGIN
 END
 $$ LANGUAGE plpgsql;
 -- A queue table churns: every task is inserted and updated two or three times. Vacuum and
--- analyze it far more often than the default (20 % of the table) so dead index entries at the
+-- analyze it far more often than the default (a fifth of the table) so dead index entries at the
 -- head of the claim index are cleaned and the planner keeps using that index in order.
 ALTER TABLE loom_task SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.01,
                            autovacuum_vacuum_cost_delay = 0);
