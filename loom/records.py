@@ -7,8 +7,28 @@ event loop and, later, child processes. Neither knows about the database.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewTask:
+    """A validated enqueue, as ``Store.insert`` writes it (arguments already JSON-normalised)."""
+
+    id: uuid.UUID
+    task_path: str
+    backend: str
+    queue_name: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    run_after: dt.datetime | None
+    available_at: dt.datetime
+    enqueued_at: dt.datetime
+    max_attempts: int
+    timeout: float | None
+    hard_timeout: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

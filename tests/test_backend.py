@@ -297,3 +297,40 @@ def test_enqueue_many_inserts_all_in_one_go():
     with pytest.raises(InvalidTaskArguments):
         backend.enqueue_many(tasks.add, [((1, 2), {}), ((object(), 1), {})])
     assert TaskRecord.objects.count() == 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_many_is_atomic_with_the_callers_transaction():
+    backend = task_backends["default"]
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            backend.enqueue_many(tasks.add, [((i, i), {}) for i in range(20)])
+            raise RuntimeError
+    assert TaskRecord.objects.count() == 0
+    with transaction.atomic():
+        backend.enqueue_many(tasks.add, [((i, i), {}) for i in range(20)])
+    assert TaskRecord.objects.count() == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_wakes_listeners_on_commit_only():
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("NOTIFY is PostgreSQL's; other databases are covered by the worker tests")
+    listener = connections.create_connection("default")
+    listener.ensure_connection()
+    raw = listener.connection
+    raw.autocommit = True
+    raw.execute("LISTEN loom")
+    try:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            task_backends["default"].enqueue_many(tasks.add, [((1, 1), {})] * 3)
+            raise RuntimeError
+        assert list(raw.notifies(timeout=0.3)) == []  # rolled back: nobody woken
+        task_backends["default"].enqueue_many(tasks.add.using(queue_name="reports"), [((1, 1), {})] * 3)
+        tasks.add.enqueue(1, 1)
+        payloads = sorted({n.payload for n in raw.notifies(timeout=1.0, stop_after=2)})
+        assert payloads == ["default", "reports"]
+    finally:
+        listener.close()

@@ -19,6 +19,7 @@ models; the first enqueue does.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,7 @@ from django.utils.module_loading import import_string
 
 from loom.conf import Options
 from loom.exceptions import InvalidTaskArguments
+from loom.records import NewTask
 from loom.store import Store, dumps
 from loom.task import Task as LoomTask
 
@@ -101,29 +103,35 @@ class DatabaseBackend(BaseTaskBackend):
 
     # -- enqueue ---------------------------------------------------------------------------
 
-    def _build(self, task: Task, args: Any, kwargs: Any, now: datetime):
-        from loom.models import TaskRecord
+    def _build(self, task: Task, calls: Iterable[tuple[Any, Any]], now: datetime) -> list[NewTask]:
+        """Validate the task once and every call's arguments; nothing is written here."""
+        from loom.models import uuid7
 
         self.validate_task(task)
         self._check_importable(task)
-        args, kwargs = self._encode_arguments(args, kwargs)
         max_attempts = getattr(task, "max_attempts", None) or self.config.max_attempts
         timeout = getattr(task, "timeout", None) or self.config.timeout
-        return TaskRecord(
-            task_path=task.module_path,
-            backend=self.alias,
-            queue_name=task.queue_name,
-            priority=task.priority,
-            args=args,
-            kwargs=kwargs,
-            run_after=task.run_after,
-            available_at=task.run_after or now,
-            enqueued_at=now,
-            max_attempts=max_attempts,
-            timeout=timeout,
-            hard_timeout=getattr(task, "hard_timeout", None)
-            or (None if timeout is None else timeout + self.config.hard_timeout_grace),
-        )
+        hard_timeout = getattr(task, "hard_timeout", None) or (
+            None if timeout is None else timeout + self.config.hard_timeout_grace)
+        built = []
+        for args, kwargs in calls:
+            args, kwargs = self._encode_arguments(args, kwargs)
+            built.append(NewTask(
+                id=uuid7(),
+                task_path=task.module_path,
+                backend=self.alias,
+                queue_name=task.queue_name,
+                priority=task.priority,
+                args=args,
+                kwargs=kwargs,
+                run_after=task.run_after,
+                available_at=task.run_after or now,
+                enqueued_at=now,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                hard_timeout=hard_timeout,
+            ))
+        return built
 
     def _result_for(self, task: Task, record) -> TaskResult:
         return TaskResult(
@@ -149,16 +157,16 @@ class DatabaseBackend(BaseTaskBackend):
         transaction.on_commit(send, using=self.store.alias)
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        record = self._build(task, args, kwargs, timezone.now())
+        [record] = self._build(task, [(args, kwargs)], timezone.now())
         self.store.insert([record])
         result = self._result_for(task, record)
         self._announce([result])
         return result
 
-    def enqueue_many(self, task: Task, calls: list[tuple[Any, Any]]) -> list[TaskResult]:
-        """Enqueue many calls of one task in one INSERT; atomic with the caller's transaction."""
-        now = timezone.now()
-        records = [self._build(task, args, kwargs, now) for args, kwargs in calls]
+    def enqueue_many(self, task: Task, calls: Iterable[tuple[Any, Any]]) -> list[TaskResult]:
+        """Enqueue many calls of one task in one statement (COPY on PostgreSQL), atomically
+        with the caller's transaction; every call is validated before anything is written."""
+        records = self._build(task, calls, timezone.now())
         if not records:
             return []
         self.store.insert(records)
