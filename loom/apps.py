@@ -1,4 +1,5 @@
-"""App config: registers loom's system checks; nothing runs at import or ready() time."""
+"""App config: registers loom's system checks and connects its signal receivers (task lifecycle
+events, progress context). Nothing touches the database at import or ready() time."""
 
 from django.apps import AppConfig
 
@@ -9,4 +10,4 @@ class LoomConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the checks)
+        from . import checks, events, progress  # noqa: F401  (registers checks and receivers)

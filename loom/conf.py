@@ -27,6 +27,9 @@ DEFAULT_TIMEOUT = None
 DEFAULT_LOST_RETRIES = 5
 # Seconds past the soft limit after which the process running the task is killed.
 DEFAULT_HARD_TIMEOUT_GRACE = 10.0
+# Seconds between two progress writes of one task (reports in between are coalesced); None takes
+# loom.progress.DEFAULT_INTERVAL (0.5).
+DEFAULT_PROGRESS_INTERVAL = None
 # Seconds a finished task's result is kept before the pruner deletes it (7 days).
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 # Seconds the completer waits to gather outcomes into one write.
@@ -45,6 +48,7 @@ class Options:
     hard_timeout_grace: float = DEFAULT_HARD_TIMEOUT_GRACE
     lost_retries: int = DEFAULT_LOST_RETRIES
     retention: float = DEFAULT_RETENTION
+    progress_interval: float | None = DEFAULT_PROGRESS_INTERVAL
     # Worker layout: {"processes": N, "threads": N, "executors": {"queue": {"processes": N} | {"threads": N}}}
     worker: dict = field(default_factory=dict)
     # Periodic tasks: {"name": {"task": "dotted.path", "cron": "*/5 * * * *", "args": [], "kwargs": {}}}
@@ -70,6 +74,9 @@ class Options:
             raise ValueError("OPTIONS['DATABASE'] must be a database alias (a non-empty string).")
         if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or self.timeout <= 0):
             raise ValueError(f"OPTIONS['TIMEOUT'] must be a number of seconds > 0 or None, got {self.timeout!r}.")
+        if self.progress_interval is not None and (
+                not isinstance(self.progress_interval, (int, float)) or self.progress_interval < 0):
+            raise ValueError(f"OPTIONS['PROGRESS_INTERVAL'] must be a number >= 0, got {self.progress_interval!r}.")
         if not isinstance(self.worker, dict) or not isinstance(self.periodic, dict):
             raise ValueError("OPTIONS['WORKER'] and OPTIONS['PERIODIC'] must be dicts.")
         for name, spec in self.periodic.items():

@@ -131,7 +131,8 @@ def _interval(backend: str) -> float:
     from django.tasks import task_backends
 
     try:
-        return float(getattr(task_backends[backend].config, "progress_interval", DEFAULT_INTERVAL))
+        value = getattr(task_backends[backend].config, "progress_interval", None)
+        return DEFAULT_INTERVAL if value is None else float(value)
     except Exception:
         return DEFAULT_INTERVAL
 

@@ -156,8 +156,9 @@ class TaskStream:
             return []
         if payload.get("type") == "progress":
             at = payload.get("at") or ""
-            if at and at < self._progress_at:
-                return []  # older than what the client already has
+            state = tuple(payload.get(k) for k in ("status", "current", "total", "message"))
+            if at and (at < self._progress_at or (at == self._progress_at and state == self._state)):
+                return []  # older than, or the same as, what the client already has (a reread got ahead)
             self._progress_at = at
         return self._frame(payload)
 

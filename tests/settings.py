@@ -105,6 +105,9 @@ TASKS = {
     },
 }
 
+# Events stay in-process in the suite, so no publisher connection outlives a test database.
+LOOM_EVENTS = {"BACKEND": "memory"}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

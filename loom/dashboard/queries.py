@@ -234,5 +234,9 @@ def schedule_rows(backend) -> list[ScheduleRow]:
         for row in rows:
             tick = latest.get(row.name)
             if tick is not None:
-                row.last_tick, row.last_task_id = tick.tick_at, tick.task_id
+                row.last_tick = tick.tick_at
+                try:
+                    row.last_task_id = str(uuid.UUID(tick.task_id))
+                except ValueError:
+                    row.last_task_id = ""
     return rows

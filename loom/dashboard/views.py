@@ -7,6 +7,7 @@ Every view takes ``?backend=ALIAS`` to pick among several ``DatabaseBackend`` al
 from __future__ import annotations
 
 import json
+import uuid
 from urllib.parse import urlencode
 
 from django.http import Http404, HttpRequest, HttpResponse
@@ -88,15 +89,13 @@ def tasks(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
-def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
+def task_detail(request: HttpRequest, task_id: uuid.UUID) -> HttpResponse:
     context = _context(request, "tasks")
     backend = context["backend"]
     try:
         record = queries.tasks_of(backend).get(pk=task_id)
-    except (TaskRecord.DoesNotExist, ValueError, Exception) as exc:
-        if isinstance(exc, (TaskRecord.DoesNotExist, ValueError)) or exc.__class__.__name__ == "ValidationError":
-            raise Http404("No such task.") from None
-        raise
+    except TaskRecord.DoesNotExist:
+        raise Http404("No such task.") from None
     allowed = allowed_actions(request.user)
     possible = {
         "retry": record.status in (Status.FAILED, Status.CANCELLED),

@@ -21,6 +21,8 @@ logger = logging.getLogger("loom.events")
 BATCH_SIZE = 200
 # Seconds the exit hook waits for queued events to be sent.
 EXIT_FLUSH_TIMEOUT = 2.0
+# Seconds without events after which the outbox closes its connection (reopened on the next).
+IDLE_CLOSE = 1.0
 
 
 class Outbox:
@@ -63,7 +65,11 @@ class Outbox:
     def _run(self) -> None:
         try:
             while True:
-                first = self._queue.get()
+                try:
+                    first = self._queue.get(timeout=IDLE_CLOSE)
+                except queue.Empty:
+                    self._reset()  # idle: hold no database connection or socket between bursts
+                    first = self._queue.get()
                 if first is None:
                     return
                 batch = [first]

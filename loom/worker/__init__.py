@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from loom import notifier as notifiers
+from loom.events.tasks import publish_cancelled
 from loom.exceptions import TaskCancelled
 from loom.execution import aexecute, cancelled, execute, is_async
 from loom.executors.asyncio import AsyncExecutor
@@ -326,6 +327,7 @@ class Worker:
         if was_cancelled and (future.cancelled() or future.exception() is not None
                               or future.result().status != "SUCCESSFUL"):
             outcome = cancelled(claimed)
+            publish_cancelled([claimed])
         elif not future.cancelled():
             exc = future.exception()
             if exc is None:

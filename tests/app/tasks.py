@@ -139,3 +139,9 @@ async def async_wait(key):
     await Run.objects.acreate(key=f"start:{key}")
     await asyncio.sleep(60)
     return "not cancelled"
+
+
+@task
+def stamp():
+    """Returns when it started (wall clock), for pickup-latency measurements."""
+    return time.time()

@@ -1,0 +1,49 @@
+/* Demo page: start tasks without leaving the page, add a live bar for each, show its result. */
+(function () {
+  "use strict";
+  var list = document.getElementById("tasks");
+  var resultUrl = list.getAttribute("data-result-url");
+
+  function csrf(form) { return form.querySelector("input[name=csrfmiddlewaretoken]").value; }
+
+  function showResult(box, id) {
+    fetch(resultUrl.replace("00000000-0000-0000-0000-000000000000", id), { credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (data) {
+        var out = box.querySelector(".demo-result");
+        if (data.status === "SUCCESSFUL") { out.textContent = "→ " + JSON.stringify(data.return_value); }
+        else if (data.error) { out.textContent = "→ " + data.error; out.className += " demo-result--bad"; }
+        else { setTimeout(function () { showResult(box, id); }, 500); }  // the outcome is being written
+      });
+  }
+
+  function add(info) {
+    var empty = document.getElementById("no-tasks");
+    if (empty) { empty.remove(); }
+    var box = document.createElement("div");
+    box.className = "demo-task";
+    box.setAttribute("data-task", info.id);
+    box.appendChild(Loom.create(info));
+    var out = document.createElement("div");
+    out.className = "demo-result";
+    box.appendChild(out);
+    list.insertBefore(box, list.firstChild);
+    Loom.watch(box.querySelector(".loom-progress"));
+  }
+
+  document.querySelectorAll(".demo-starters form").forEach(function (form) {
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      fetch(form.action, { method: "POST", credentials: "same-origin",
+                           headers: { Accept: "application/json", "X-CSRFToken": csrf(form) } })
+        .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
+        .then(add)
+        .catch(function (err) { alert("Could not start the task: " + err.message); });
+    });
+  });
+
+  list.addEventListener("loom:final", function (e) {
+    var box = e.target.closest(".demo-task");
+    if (box && !box.querySelector(".demo-result").textContent) { showResult(box, box.getAttribute("data-task")); }
+  });
+})();

@@ -1,0 +1,48 @@
+"""The demo's tasks: plain ``@django.tasks.task`` functions, as any project writes them.
+
+- ``generate_report``: CPU-bound work in chunks, reporting progress after each chunk.
+- ``fetch_prices``: an ``async def`` task that waits on (simulated) I/O and reports progress.
+- ``always_fails``: raises, to show a failed task with its traceback and a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+
+from django.tasks import task
+
+from loom import progress
+
+# Chunks of work in a report; each is a fraction of a second of hashing.
+REPORT_CHUNKS = 20
+# Hash rounds per chunk.
+ROUNDS_PER_CHUNK = 300_000
+
+
+@task(takes_context=True, queue_name="reports", priority=5)
+def generate_report(context, title: str = "Quarterly report") -> dict:
+    reporter = progress.for_context(context)
+    digest = b"loom"
+    for chunk in range(1, REPORT_CHUNKS + 1):
+        for _ in range(ROUNDS_PER_CHUNK):
+            digest = hashlib.sha256(digest).digest()
+        reporter.update(chunk, REPORT_CHUNKS, f"chunk {chunk} of {REPORT_CHUNKS}")
+    return {"title": title, "checksum": digest.hex()[:16], "chunks": REPORT_CHUNKS}
+
+
+@task
+async def fetch_prices(symbols: list[str]) -> dict:
+    prices = {}
+    for i, symbol in enumerate(symbols, 1):
+        await asyncio.sleep(0.25)  # stands in for an HTTP request
+        prices[symbol] = round(random.uniform(10, 500), 2)
+        await progress.areport(i, len(symbols), f"fetched {symbol}")
+    return prices
+
+
+@task
+def always_fails(reason: str = "the demo asked for a failure") -> None:
+    progress(1, 2, "about to fail")
+    raise RuntimeError(reason)

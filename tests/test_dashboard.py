@@ -1,0 +1,247 @@
+"""The dashboard: who may see and act, what each page shows, and that actions change the rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import include, path, reverse
+from django.utils import timezone
+
+from loom.models import PeriodicTick, TaskRecord
+from loom.testing import run_tasks
+from tests.app import progress_tasks as pt
+from tests.app import tasks
+
+urlpatterns = [path("loom/", include("loom.urls")), path("admin/", __import__("django.contrib.admin").contrib.admin.site.urls)]
+pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db]
+
+ID = "01920000-0000-7000-8000-000000000000"
+PAGES = ["loom:overview", "loom:workers", "loom:tasks", "loom:schedules"]
+
+
+@pytest.fixture(autouse=True)
+def memory_events(settings):
+    """In-process events: nothing holds a connection to the test database after a test."""
+    from loom import events
+
+    settings.LOOM_EVENTS = {"BACKEND": "memory"}
+    yield
+    events.reset()
+
+
+@pytest.fixture
+def failed():
+    result = tasks.fail.enqueue("dashboard boom")
+    run_tasks()
+    return result
+
+
+@pytest.fixture
+def admin(django_user_model):
+    user = django_user_model.objects.create_superuser("boss", "boss@example.com", None)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def staff_readonly(django_user_model):
+    user = django_user_model.objects.create_user("viewer", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def member(django_user_model):
+    user = django_user_model.objects.create_user("member")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def every_url(task_id: str) -> list[tuple[str, str]]:
+    urls = [("get", reverse(name)) for name in PAGES]
+    urls.append(("get", reverse("loom:task", args=[task_id])))
+    urls += [("post", reverse("loom:task-action", args=[task_id, a])) for a in ("retry", "cancel", "delete")]
+    urls.append(("post", reverse("loom:bulk-action")))
+    return urls
+
+
+# -- access ---------------------------------------------------------------------------------------
+
+def test_anonymous_users_are_sent_to_the_login_page_everywhere(client, failed):
+    for method, url in every_url(failed.id):
+        response = getattr(client, method)(url, {"action": "retry", "ids": [failed.id]} if method == "post" else None)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/admin/login/?next="), url
+    assert TaskRecord.objects.get(pk=failed.id).status == "FAILED"  # no action went through
+
+
+def test_signed_in_non_staff_get_403_everywhere(member, failed):
+    for method, url in every_url(failed.id):
+        response = getattr(member, method)(url, {"action": "delete", "ids": [failed.id]} if method == "post" else None)
+        assert response.status_code == 403, url
+    assert TaskRecord.objects.filter(pk=failed.id).exists()
+
+
+def test_staff_without_permissions_can_look_but_not_act(staff_readonly, failed):
+    for name in PAGES:
+        assert staff_readonly.get(reverse(name)).status_code == 200
+    page = staff_readonly.get(reverse("loom:task", args=[failed.id])).content.decode()
+    assert "dashboard boom" in page and ">Retry<" not in page  # no buttons it cannot use
+    for action in ("retry", "cancel", "delete"):
+        assert staff_readonly.post(reverse("loom:task-action", args=[failed.id, action])).status_code == 403
+    assert TaskRecord.objects.get(pk=failed.id).status == "FAILED"
+
+
+def test_permission_is_per_action(django_user_model, failed):
+    user = django_user_model.objects.create_user("retrier", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="change_taskrecord"))
+    client = Client()
+    client.force_login(user)
+    assert client.post(reverse("loom:task-action", args=[failed.id, "delete"])).status_code == 403
+    assert client.post(reverse("loom:task-action", args=[failed.id, "retry"])).status_code == 302
+    assert TaskRecord.objects.get(pk=failed.id).status == "READY"
+
+
+def test_actions_without_csrf_token_fail(django_user_model, failed):
+    user = django_user_model.objects.create_superuser("csrf", "c@example.com", None)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    url = reverse("loom:task-action", args=[failed.id, "retry"])
+    assert client.post(url).status_code == 403
+    assert client.post(reverse("loom:bulk-action"), {"action": "retry", "ids": [failed.id]}).status_code == 403
+    assert TaskRecord.objects.get(pk=failed.id).status == "FAILED"
+    page = client.get(reverse("loom:task", args=[failed.id])).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+    assert client.post(url, {"csrfmiddlewaretoken": token}).status_code == 302
+    assert TaskRecord.objects.get(pk=failed.id).status == "READY"
+
+
+def test_actions_refuse_get(admin, failed):
+    assert admin.get(reverse("loom:task-action", args=[failed.id, "retry"])).status_code == 405
+    assert admin.post(reverse("loom:task-action", args=[failed.id, "explode"])).status_code == 403
+
+
+# -- actions --------------------------------------------------------------------------------------
+
+def test_retry_cancel_delete_one_task(admin, failed):
+    response = admin.post(reverse("loom:task-action", args=[failed.id, "retry"]), follow=True)
+    assert "queued to run again" in response.content.decode()
+    assert TaskRecord.objects.get(pk=failed.id).status == "READY"
+    admin.post(reverse("loom:task-action", args=[failed.id, "cancel"]))
+    assert TaskRecord.objects.get(pk=failed.id).status == "CANCELLED"
+    response = admin.post(reverse("loom:task-action", args=[failed.id, "delete"]))
+    assert response["Location"] == reverse("loom:tasks")
+    assert not TaskRecord.objects.filter(pk=failed.id).exists()
+
+
+def test_action_in_the_wrong_state_says_so(admin):
+    ready = tasks.add.enqueue(1, 2)
+    response = admin.post(reverse("loom:task-action", args=[ready.id, "retry"]), follow=True)
+    assert "not in a state that allows retry" in response.content.decode()
+    assert TaskRecord.objects.get(pk=ready.id).status == "READY"
+
+
+def test_bulk_action_and_safe_redirect(admin):
+    ids = [tasks.add.enqueue(i, i).id for i in range(3)]
+    response = admin.post(reverse("loom:bulk-action"), {"action": "cancel", "ids": ids + ["junk"],
+                                                         "next": "https://evil.example/"})
+    assert response["Location"] == reverse("loom:tasks")  # an off-site next is ignored
+    assert set(TaskRecord.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"CANCELLED"}
+    response = admin.post(reverse("loom:bulk-action"), {"action": "delete", "ids": ids, "next": "/loom/tasks/?status=CANCELLED"})
+    assert response["Location"] == "/loom/tasks/?status=CANCELLED"
+    assert not TaskRecord.objects.filter(pk__in=ids).exists()
+    response = admin.post(reverse("loom:bulk-action"), {"action": "retry"}, follow=True)
+    assert "Select at least one task" in response.content.decode()
+
+
+def test_cancelling_a_running_task_asks_its_worker(admin):
+    running = pt.count.enqueue(1)
+    TaskRecord.objects.filter(pk=running.id).update(status="RUNNING", claimed_by="w1")
+    admin.post(reverse("loom:task-action", args=[running.id, "cancel"]))
+    row = TaskRecord.objects.get(pk=running.id)
+    assert row.status == "RUNNING" and row.cancel_requested
+    admin.post(reverse("loom:task-action", args=[running.id, "delete"]))
+    assert TaskRecord.objects.filter(pk=running.id).exists()  # never deleted under its worker
+
+
+# -- pages ----------------------------------------------------------------------------------------
+
+def test_overview_shows_queues_counts_and_the_chart(admin, failed):
+    tasks.add.enqueue(1, 1)
+    tasks.report.enqueue(3)
+    page = admin.get(reverse("loom:overview")).content.decode()
+    assert re.search(r'data-label="Queue"><a [^>]+>reports</a>', page)
+    assert re.search(r'ld-stat__value">1</span><span class="ld-stat__label">Failed, last hour', page)
+    assert page.count('class="ld-chart__bad"') == 1 and "1 finished in the last hour" in page
+
+
+def test_task_list_filters_and_searches(admin, failed):
+    ok = tasks.add.enqueue(2, 2)
+    page = admin.get(reverse("loom:tasks"), {"status": "FAILED"}).content.decode()
+    assert failed.id in page and ok.id not in page
+    page = admin.get(reverse("loom:tasks"), {"task": "add"}).content.decode()
+    assert ok.id in page and failed.id not in page
+    page = admin.get(reverse("loom:tasks"), {"q": ok.id}).content.decode()
+    assert ok.id in page and failed.id not in page
+    page = admin.get(reverse("loom:tasks"), {"q": "nonsense"}).content.decode()
+    assert "is not a task id" in page and "No tasks match" in page
+    page = admin.get(reverse("loom:tasks"), {"queue": "reports"}).content.decode()
+    assert "No tasks match" in page
+
+
+def test_task_list_pages_without_counting(admin):
+    from loom.dashboard.queries import PAGE_SIZE
+
+    tasks.add.using(queue_name="other").get_backend().enqueue_many(tasks.add, [((i, i), {}) for i in range(PAGE_SIZE + 2)])
+    first = admin.get(reverse("loom:tasks")).content.decode()
+    assert "Older →" in first and "← Newer" not in first
+    second = admin.get(reverse("loom:tasks"), {"page": 2}).content.decode()
+    assert second.count('name="ids"') == 2 and "← Newer" in second and "Older →" not in second
+
+
+def test_task_detail_shows_arguments_attempts_and_traceback(admin, failed):
+    page = admin.get(reverse("loom:task", args=[failed.id])).content.decode()
+    assert "tests.app.tasks.fail" in page and "&quot;dashboard boom&quot;" in page
+    assert "builtins.ValueError" in page and "Traceback (most recent call last)" in page
+    assert "1 of 1" in page and ">Retry<" in page and ">Delete<" in page and ">Cancel<" not in page
+    assert admin.get(reverse("loom:task", args=[ID])).status_code == 404
+    assert admin.get("/loom/tasks/not-a-uuid/").status_code == 404
+
+
+def test_task_detail_of_a_running_task_has_a_live_bar(admin):
+    running = pt.count.enqueue(4)
+    TaskRecord.objects.filter(pk=running.id).update(status="RUNNING", progress_current=1, progress_total=4)
+    page = admin.get(reverse("loom:task", args=[running.id])).content.decode()
+    assert 'data-loom-events="/loom/events/' in page and "25%" in page
+
+
+def test_workers_page_shows_liveness_and_current_tasks(admin):
+    from django.tasks import task_backends
+
+    store = task_backends["default"].store
+    now = timezone.now()
+    store.register_worker("host-1-alive", queues=["default"], concurrency={"threads": 4}, now=now)
+    store.register_worker("host-2-gone", queues=[], concurrency={}, now=now - dt.timedelta(hours=1))
+    store.worker_beat("host-2-gone", now - dt.timedelta(hours=1), 7)
+    running = pt.count.enqueue(1)
+    TaskRecord.objects.filter(pk=running.id).update(status="RUNNING", claimed_by="host-1-alive")
+    page = admin.get(reverse("loom:workers")).content.decode()
+    assert page.index("host-1-alive") < page.index("host-2-gone")  # alive first
+    assert "no heartbeat" in page and "tests.app.progress_tasks.count" in page
+
+
+def test_schedules_page_reads_periodic_options_with_last_tick(admin, settings):
+    settings.TASKS = {"default": {"BACKEND": "loom.backends.DatabaseBackend", "QUEUES": ["default", "reports", "other"],
+                                  "OPTIONS": {"PERIODIC": {"nightly": {"task": "tests.app.tasks.noop", "cron": "0 3 * * *"}}}}}
+    PeriodicTick.objects.create(schedule="nightly", tick_at=timezone.now(), task_id=ID)
+    page = admin.get(reverse("loom:schedules")).content.decode()
+    assert "nightly" in page and "0 3 * * *" in page and f"/loom/tasks/{ID}/" in page
+    settings.TASKS = {"default": {"BACKEND": "loom.backends.DatabaseBackend", "QUEUES": ["default"]}}
+    assert "No periodic schedules" in admin.get(reverse("loom:schedules")).content.decode()

@@ -1,0 +1,247 @@
+"""loom.events: the hub, the brokers (in-process, PostgreSQL NOTIFY, Redis) and task events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+from django.test import override_settings
+
+from loom import events
+from loom.testing import run_tasks
+from tests.app import progress_tasks as pt
+
+DB = os.environ.get("LOOM_TEST_DB", "sqlite")
+# Longest a test waits for an event that travels through a server.
+DEADLINE = 10.0
+
+
+@pytest.fixture(autouse=True)
+def memory_events(settings):
+    """In-process delivery unless a test picks a broker itself (network brokers are tested below)."""
+    settings.LOOM_EVENTS = {"BACKEND": "memory"}
+    yield
+    events.reset()
+
+
+def drain(subscription, timeout: float = 0.0) -> list[events.Event]:
+    found = []
+    while (event := subscription.get(timeout)) is not None:
+        found.append(event)
+    return found
+
+
+# -- the hub and the in-process broker ------------------------------------------------------------
+
+def test_send_reaches_subscribers_of_the_group_only():
+    with events.subscribe("orders.1") as mine, events.subscribe("orders.2") as other:
+        events.send("orders.1", {"type": "paid", "amount": 5})
+        got = mine.get(1)
+        assert got.group == "orders.1" and got.type == "paid" and got.payload["amount"] == 5
+        assert other.get(0) is None
+
+
+def test_publish_to_several_groups_delivers_once_per_subscriber():
+    with events.subscribe("a", "b") as both:
+        events.publish(["a", "b"], {"n": 1})
+        assert [e.payload["n"] for e in drain(both)] == [1]
+
+
+def test_closed_subscriptions_leave_the_hub():
+    before = events.hub.subscriber_count()
+    subscription = events.subscribe("gone.soon")
+    assert events.hub.subscriber_count("gone.soon") == 1
+    subscription.close()
+    assert events.hub.subscriber_count("gone.soon") == 0
+    assert events.hub.subscriber_count() == before
+    assert subscription.get(0.01) is None  # reading a closed subscription returns at once
+
+
+def test_a_slow_subscriber_loses_the_oldest_events_not_the_publisher():
+    with events.subscribe("busy", maxsize=3) as slow:
+        for i in range(10):
+            events.send("busy", {"i": i})
+        assert [e.payload["i"] for e in drain(slow)] == [7, 8, 9]
+        assert slow.dropped == 7
+
+
+@pytest.mark.parametrize("group", ["", "has space", "colon:bad", "x" * 100, 5])
+def test_bad_group_names_are_refused_with_the_rule(group):
+    with pytest.raises(ValueError, match="ASCII letters, digits"):
+        events.send(group, {})
+
+
+def test_payload_must_be_json():
+    with events.subscribe("json.check"):
+        with pytest.raises(TypeError, match="not JSON"):
+            events.send("json.check", {"when": object()})
+    with pytest.raises(TypeError, match="must be a dict"):
+        events.send("json.check", ["not", "a", "dict"])
+
+
+def test_async_subscription_waits_on_the_loop():
+    async def scenario():
+        subscription = events.asubscribe("async.group")
+        try:
+            loop = asyncio.get_running_loop()
+            # Published from another thread, as a worker thread would.
+            loop.call_later(0.01, lambda: loop.run_in_executor(None, events.send, "async.group", {"v": 1}))
+            event = await subscription.aget(DEADLINE)
+            assert event is not None and event.payload == {"v": 1}
+            assert await subscription.aget(0.01) is None
+        finally:
+            subscription.close()
+
+    asyncio.run(scenario())
+
+
+def test_sync_subscription_refuses_aget():
+    with events.subscribe("sync.only") as subscription:
+        with pytest.raises(RuntimeError, match="asubscribe"):
+            asyncio.run(subscription.aget(0))
+
+
+@pytest.mark.parametrize("value, words", [
+    ({"BACKEND": "kafka"}, "use auto, memory, postgresql, redis or none"),
+    ({"NOPE": 1}, "Unknown LOOM_EVENTS key"),
+    ({"CHANNEL": "bad-name"}, "letters, digits and _"),
+    ("memory", "must be a dict"),
+])
+def test_bad_configuration_names_the_problem(value, words):
+    from django.core.exceptions import ImproperlyConfigured
+
+    with override_settings(LOOM_EVENTS=value):
+        with pytest.raises(ImproperlyConfigured, match=words):
+            events.get_broker()
+    events.reset()
+
+
+def test_none_backend_publishes_nothing():
+    with override_settings(LOOM_EVENTS={"BACKEND": "none"}):
+        with events.subscribe("quiet") as subscription:
+            events.send("quiet", {})
+            assert subscription.get(0) is None
+    assert events.get_broker().name == "memory"  # the override ended: back to the fixture's
+
+
+def test_channels_bridge_without_channels_says_how_to_fix():
+    try:
+        import channels  # noqa: F401
+    except ImportError:
+        with override_settings(LOOM_EVENTS={"BACKEND": "memory", "CHANNELS_BRIDGE": True}):
+            with pytest.raises(ImportError, match="pip install channels"):
+                events.send("bridge.test", {})
+    else:
+        pytest.skip("Channels is installed here; the missing-package message cannot be shown")
+
+
+# -- task lifecycle events ------------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_task_events_follow_the_task_in_order(django_capture_on_commit_callbacks, monkeypatch):
+    from loom import progress
+
+    monkeypatch.setattr(progress, "DEFAULT_INTERVAL", 0.0)
+    with events.subscribe(events.ALL_TASKS) as everything:
+        with django_capture_on_commit_callbacks(execute=True):
+            result = pt.count.enqueue(2)
+        with events.subscribe(events.task_group(result.id), events.queue_group("default")) as mine:
+            run_tasks()
+            kinds = [(e.type, e.payload.get("current")) for e in drain(mine)]
+        assert kinds == [("started", None), ("progress", 1), ("progress", 2), ("finished", None)]
+        first = drain(everything)[0].payload
+        assert first["type"] == "enqueued" and first["task_id"] == result.id
+        assert first["task"] == "tests.app.progress_tasks.count" and first["queue"] == "default"
+
+
+@pytest.mark.django_db
+def test_failed_and_cancelled_events():
+    from loom.dashboard.actions import perform
+    from loom.dashboard.queries import pick_backend
+
+    failing = pt.broken.enqueue()
+    waiting = pt.count.enqueue(1)
+    with events.subscribe(events.task_group(failing.id), events.task_group(waiting.id)) as subscription:
+        perform(pick_backend("default"), "cancel", [waiting.id])
+        run_tasks()
+        seen = {(e.payload["task_id"], e.type) for e in drain(subscription)}
+    assert (waiting.id, "cancelled") in seen and (failing.id, "failed") in seen
+    assert (waiting.id, "started") not in seen  # a cancelled READY task never runs
+
+
+@pytest.mark.django_db
+def test_task_events_can_be_turned_off():
+    with override_settings(LOOM_EVENTS={"TASK_EVENTS": False}):
+        with events.subscribe(events.ALL_TASKS) as subscription:
+            pt.count.enqueue(1)
+            run_tasks()
+            assert drain(subscription) == []
+
+
+# -- network brokers ------------------------------------------------------------------------------
+
+def roundtrip(settings_value: dict) -> list[dict]:
+    """Subscribe through a real broker, wait until it listens, send three events, read them back."""
+    with override_settings(LOOM_EVENTS=settings_value):
+        broker = events.get_broker()
+        assert broker.cross_process
+        with events.subscribe("net.test") as subscription:
+            assert broker.listen(DEADLINE), f"{broker.name} listener did not connect"
+            for i in range(3):
+                events.send("net.test", {"i": i})
+            assert broker.flush(DEADLINE)
+            received = []
+            while len(received) < 3:
+                event = subscription.get(DEADLINE)
+                assert event is not None, f"only {received} arrived through {broker.name}"
+                received.append(event.payload)
+    events.reset()
+    return received
+
+
+@pytest.mark.skipif(DB != "postgresql", reason="PostgreSQL NOTIFY is tested in the LOOM_TEST_DB=postgresql run")
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_notify_broker_roundtrip():
+    assert roundtrip({"BACKEND": "postgresql"}) == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+
+@pytest.mark.skipif(DB != "postgresql", reason="PostgreSQL NOTIFY is tested in the LOOM_TEST_DB=postgresql run")
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_broker_refuses_oversized_payloads():
+    with override_settings(LOOM_EVENTS={"BACKEND": "postgresql"}):
+        with pytest.raises(ValueError, match="at most 7999"):
+            events.send("big", {"blob": "x" * 9000})
+    events.reset()
+
+
+@pytest.mark.skipif(DB == "postgresql", reason="the auto choice on PostgreSQL is tested below")
+def test_auto_picks_in_process_delivery_off_postgresql():
+    with override_settings(LOOM_EVENTS={"BACKEND": "auto"}):
+        assert events.get_broker().name == "memory"
+
+
+@pytest.mark.skipif(DB != "postgresql", reason="only on the PostgreSQL run")
+@pytest.mark.django_db(transaction=True)
+def test_auto_picks_notify_on_postgresql():
+    with override_settings(LOOM_EVENTS={}):
+        assert events.get_broker().name == "postgresql"
+    events.reset()
+
+
+def test_redis_broker_roundtrip():
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs the redis package for the Redis broker test (requirements/test.txt)")
+        pytest.skip("the redis package is not installed")
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
+    except OSError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs Redis at 127.0.0.1:6379 ({exc})")
+        pytest.skip(f"Redis at 127.0.0.1:6379 is unreachable ({exc})")
+    got = roundtrip({"BACKEND": "redis", "URL": "redis://127.0.0.1:6379/0", "CHANNEL": f"loom_test_{os.getpid()}"})
+    assert got == [{"i": 0}, {"i": 1}, {"i": 2}]
