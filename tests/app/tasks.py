@@ -145,3 +145,12 @@ async def async_wait(key):
 def stamp():
     """Returns when it started (wall clock), for pickup-latency measurements."""
     return time.time()
+
+
+@task(queue_name="reports")
+def burn(n=200_000):
+    """Pure-Python CPU work (about 20-50 ms): for measuring how processes use cores."""
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
