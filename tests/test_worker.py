@@ -99,13 +99,21 @@ def test_subprocess_burst_runs_everything(start_worker):
 
 
 def test_subprocess_wakes_on_enqueue_and_stops_on_sigterm(start_worker):
-    worker = start_worker("--threads", "2")
+    worker = start_worker("--threads", "2", "--processes", "0")
     worker.wait_started()
     result = tasks.add.enqueue(40, 2)
     wait_until(lambda: tasks.add.get_result(result.id).status == "SUCCESSFUL", message="task to run")
     assert tasks.add.get_result(result.id).return_value == 42
+    from loom.models import WorkerRecord
+
+    [registered] = WorkerRecord.objects.all()  # --processes 0: this one process is the worker
+    assert registered.pid == worker.proc.pid and registered.stopped_at is None
+    assert sorted(registered.queues) == ["default", "other", "reports"]
+    assert registered.concurrency["threads"] == 2 and registered.heartbeat_at >= registered.started_at
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0, "".join(worker.output)
+    registered.refresh_from_db()
+    assert registered.stopped_at is not None and registered.tasks_done == 1
 
 
 def test_sigterm_lets_running_tasks_finish_and_leaves_the_rest(start_worker):

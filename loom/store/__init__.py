@@ -305,10 +305,11 @@ class Store(OperatorActions):
 
         WorkerRecord.objects.using(self.alias).filter(id=worker_id).update(heartbeat_at=now, tasks_done=tasks_done)
 
-    def worker_stopped(self, worker_id: str, now: dt.datetime) -> None:
+    def worker_stopped(self, worker_id: str, now: dt.datetime, tasks_done: int) -> None:
         from loom.models import WorkerRecord
 
-        WorkerRecord.objects.using(self.alias).filter(id=worker_id).update(stopped_at=now)
+        WorkerRecord.objects.using(self.alias).filter(id=worker_id).update(
+            stopped_at=now, heartbeat_at=now, tasks_done=tasks_done)
 
     def prune_workers(self, before: dt.datetime) -> int:
         """Forget workers that stopped, or last beat, before the cut-off."""

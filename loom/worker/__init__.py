@@ -382,7 +382,7 @@ class Worker:
         if abandoned:
             self._rescue_abandoned(abandoned)
         try:
-            self.store.worker_stopped(self.id, self.clock())
+            self.store.worker_stopped(self.id, self.clock(), self.finished)
         except (DatabaseError, InterfaceError):
             pass
         for service in services:
