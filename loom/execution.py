@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import random
 import traceback
@@ -82,15 +83,21 @@ def _result(task: Task, claimed: ClaimedTask, **changes) -> TaskResult:
     return TaskResult(**fields)
 
 
+@functools.lru_cache(maxsize=1024)
+def _signature(func) -> inspect.Signature:
+    """Signatures are costly to build and never change for a function: one per task function."""
+    return inspect.signature(func)
+
+
 def _call_arguments(task: Task, result: TaskResult) -> tuple[list, dict]:
     args = list(result.args)
     if task.takes_context:
         args.insert(0, TaskContext(task_result=result))
     try:
-        inspect.signature(task.func).bind(*args, **result.kwargs)
+        _signature(task.func).bind(*args, **result.kwargs)
     except TypeError as exc:
         raise TaskArgumentsMismatch(
-            f"The stored arguments no longer fit {task.module_path}{inspect.signature(task.func)}: {exc}"
+            f"The stored arguments no longer fit {task.module_path}{_signature(task.func)}: {exc}"
         ) from None
     return args, result.kwargs
 
