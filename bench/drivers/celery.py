@@ -13,7 +13,7 @@ import sys
 from celery import Celery
 
 import workload
-from drivers.base import REDIS_HOST, REDIS_PORT, Driver, flush_redis, main
+from drivers.base import REDIS_HOST, REDIS_PORT, Driver, flush_redis
 
 REDIS_DB = 11
 
@@ -65,5 +65,4 @@ class CeleryDriver(Driver):
                 "cpu_setup": "same worker (2 prefork children)"}
 
 
-if __name__ == "__main__":
-    main(CeleryDriver)
+DRIVER = CeleryDriver

@@ -17,7 +17,7 @@ from drivers.base import Driver, recreate_pg_database
 
 class DjangoDriver(Driver):
     tool = "?"  # BENCH_TASKS value
-    tables: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()  # "app_label.Model" whose tables clear() empties
 
     def __init__(self, args) -> None:
         super().__init__(args)
@@ -49,10 +49,12 @@ class DjangoDriver(Driver):
         self.tasks = tasks
 
     def clear(self) -> None:
+        from django.apps import apps
         from django.db import connection
 
         with connection.cursor() as cursor:
-            for table in self.tables:
+            for label in self.models:
+                table = apps.get_model(label)._meta.db_table
                 if self.vendor == "sqlite":
                     cursor.execute(f'DELETE FROM "{table}"')
                 else:

@@ -1,8 +1,9 @@
 """RQ on Redis (Redis database 12).
 
-General and CPU worker: ``rq worker-pool --num-workers 2`` (one worker per core) with RQ's default
-``Worker`` class, which forks a work horse per job. Bulk enqueue: ``Queue.enqueue_many`` (one
-Redis pipeline per call).
+General and CPU worker: two ``rq worker`` processes (one per core). Variant ``fork`` (default):
+RQ's default ``Worker`` class, which forks a work horse per job; variant ``simple``:
+``SimpleWorker``, which runs jobs in the worker process. Bulk enqueue: ``Queue.enqueue_many``
+(one Redis pipeline per call).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from redis import Redis
 from rq import Queue
 
 import workload
-from drivers.base import REDIS_HOST, REDIS_PORT, Driver, flush_redis, main
+from drivers.base import REDIS_HOST, REDIS_PORT, Driver, flush_redis
 
 REDIS_DB = 12
 URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
@@ -56,13 +57,16 @@ class RQDriver(Driver):
         self.queue.enqueue_many([Queue.prepare_data(burn, (n,)) for _ in range(count)])
 
     def worker_commands(self, purpose: str) -> list[list[str]]:
-        return [[sys.executable, "-m", "rq.cli", "worker-pool", "--num-workers", "2",
-                 "--url", URL, "--logging-level", "WARNING", "default"]]
+        worker_class = "rq.worker.SimpleWorker" if self.variant == "simple" else "rq.worker.Worker"
+        return [[sys.executable, "-m", "rq.cli", "worker", "--url", URL, "--logging_level",
+                 "WARNING", "--worker-class", worker_class, "default"] for _ in range(2)]
 
     def describe(self) -> dict:
-        return {"broker": "redis", "setup": "`rq worker-pool --num-workers 2` (forks per job)",
-                "cpu_setup": "same pool"}
+        if self.variant == "simple":
+            setup = "2 × `rq worker --worker-class rq.worker.SimpleWorker` (no fork per job)"
+        else:
+            setup = "2 × `rq worker` (default `Worker`: forks a work horse per job)"
+        return {"broker": "redis", "setup": setup, "cpu_setup": "same workers"}
 
 
-if __name__ == "__main__":
-    main(RQDriver)
+DRIVER = RQDriver
