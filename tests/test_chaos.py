@@ -18,7 +18,7 @@ from django.db.utils import Error as DatabaseError
 from django.tasks import task_backends
 
 from loom.models import TaskRecord
-from tests.app import tasks
+from tests.app import retry_tasks
 from tests.app.models import Run
 from tests.conftest import child_pids, wait_until
 
@@ -49,7 +49,7 @@ def test_nothing_is_lost_when_workers_are_killed(start_worker, monkeypatch, caps
     monkeypatch.setenv("LOOM_TEST_LEASE_SECONDS", "3")
     backend = task_backends["default"]
     for start in range(0, TASKS, 1000):
-        backend.enqueue_many(tasks.chaos, [((f"c{i}",), {}) for i in range(start, min(start + 1000, TASKS))])
+        backend.enqueue_many(retry_tasks.chaos, [((f"c{i}",), {}) for i in range(start, min(start + 1000, TASKS))])
     args = ("--processes", "3", "--threads", "4", "--grace", "5")
     worker = start_worker(*args)
     worker.wait_started()
@@ -97,7 +97,10 @@ def test_nothing_is_lost_when_workers_are_killed(start_worker, monkeypatch, caps
     if connection.vendor == "postgresql":
         assert restarted_db, "the PostgreSQL restart did not happen (pg_ctlcluster missing?)"
     # A second run is allowed only for a task that was in flight when its worker was killed.
-    twice_rows = TaskRecord.objects.filter(task_path="tests.app.tasks.chaos", args__0__in=twice[:500])
+    twice_rows = TaskRecord.objects.filter(task_path="tests.app.retry_tasks.chaos", args__0__in=twice[:500])
     assert twice_rows.count() == min(len(twice), 500)
+    interrupted = {"loom.exceptions.WorkerLost",  # in flight when its worker was killed
+                   "django.db.utils.OperationalError", "django.db.utils.InterfaceError"}  # DB restart
     for row in twice_rows:
-        assert any(e["exception_class_path"] == "loom.exceptions.WorkerLost" for e in row.errors), row.args
+        classes = {e["exception_class_path"] for e in row.errors}
+        assert classes and classes <= interrupted, (row.args, classes)

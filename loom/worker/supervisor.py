@@ -184,8 +184,12 @@ class Supervisor:
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
             logger.error("loom child %s (pid %d) died with %s", child.worker_id, child.proc.pid, how)
             rescued = self._rescue(child, f"The worker process running the task died ({how}).")
-            # Dying at start-up with nothing claimed is a crash loop; dying under a task is not.
-            child.failures = child.failures + 1 if uptime < MIN_UPTIME and not rescued else 0
+            # A crash loop is a child that fails by itself at start-up, holding no task (bad
+            # settings, an import error). Dying under a task, or being killed from outside
+            # (SIGKILL, as the OOM killer or an operator does), is not: restart at once.
+            killed = code in (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT)
+            looping = uptime < MIN_UPTIME and not rescued and not killed
+            child.failures = child.failures + 1 if looping else 0
             if child.failures >= MAX_CRASHES and (self.burst or uptime < MIN_UPTIME and child.failures >= MAX_CRASHES * 4):
                 logger.error("loom child keeps dying at start (%d times): giving up", child.failures)
                 self.exit_code = 1

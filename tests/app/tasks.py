@@ -101,16 +101,6 @@ def sleep_marked(key, seconds):
 
 
 @task
-def chaos(key, seconds=0.02):
-    """Records each run (a killed worker may have recorded one before it died), then works a bit."""
-    from tests.app.models import Run
-
-    Run.objects.create(key=key, worker_pid=os.getpid())
-    time.sleep(seconds)
-    return key
-
-
-@task
 def hard_exit(code=1):
     os._exit(code)
 
