@@ -32,6 +32,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-memory-per-child", type=float, default=None, metavar="MB",
                         help="Replace a child once its resident memory passes this many MiB.")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--start-gate", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-id", default=None, help=argparse.SUPPRESS)
 
 
@@ -69,7 +70,7 @@ def _run_in_process(command, options, threads: int) -> None:
             backend=options["backend"], queues=queues, threads=threads, async_limit=options["async_limit"],
             burst=options["burst"], grace=options["grace"], worker_id=options["worker_id"],
             max_tasks=options["max_tasks_per_child"], max_memory_mb=options["max_memory_per_child"],
-            prefetch=options["prefetch"],
+            prefetch=options["prefetch"], start_gate=_gate(options["start_gate"]),
         )
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc)) from None
@@ -87,6 +88,22 @@ def _run_in_process(command, options, threads: int) -> None:
 
         command.stdout.flush()
         raise SystemExit(RECYCLE_EXIT)
+
+
+def _gate(value: str | None):
+    """The supervisor's start gate: say "ready" on one pipe, then wait for end of file on the other."""
+    if not value:
+        return None
+    go_fd, ready_fd = (int(part) for part in value.split(","))
+
+    def wait() -> None:
+        os.write(ready_fd, b".")
+        os.close(ready_fd)
+        while os.read(go_fd, 64):
+            pass
+        os.close(go_fd)
+
+    return wait
 
 
 def _supervise(command, options, backend, processes: int, threads: int) -> None:

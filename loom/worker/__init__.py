@@ -80,7 +80,9 @@ class Worker:
         max_memory_mb: float | None = None,
         maintenance: bool = True,
         prefetch: int | None = None,
+        start_gate: Callable[[], None] | None = None,
     ) -> None:
+        self.start_gate = start_gate  # called once, after start-up, before the first claim
         from loom.backends.database import DatabaseBackend
 
         self.backend = task_backends[backend]
@@ -178,6 +180,8 @@ class Worker:
             service.start()
         logger.info("loom worker %s started: queues=%s threads=%d", self.id, self.queues, self.threads)
         try:
+            if self.start_gate is not None:
+                self.start_gate()
             self._fetch_loop()
         finally:
             self._shutdown(services)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -42,6 +43,8 @@ logger = logging.getLogger("loom.worker")
 CHECK_INTERVAL = 0.2
 # A child that dies sooner than this after its start counts as crash-looping.
 MIN_UPTIME = 5.0
+# Seconds the first children wait for each other before they start claiming anyway.
+START_GATE_TIMEOUT = 60.0
 # Exit code of a child that recycled itself (max tasks / memory): restart it, not a failure.
 RECYCLE_EXIT = 75
 # Crashes in a row at start-up after which a --burst run gives up (an ordinary run tries 4x longer).
@@ -106,19 +109,44 @@ class Supervisor:
             cmd.append("--burst")
         return cmd + self.child_args
 
-    def _spawn(self, spec: ChildSpec, failures: int = 0) -> Child:
+    def _spawn(self, spec: ChildSpec, failures: int = 0, gate: tuple[int, int] | None = None) -> Child:
         from loom.worker import make_worker_id
 
         worker_id = make_worker_id()
+        command = self._command(spec, worker_id)
+        if gate is not None:
+            command += ["--start-gate", f"{gate[0]},{gate[1]}"]
         env = dict(os.environ)
         env["DJANGO_SETTINGS_MODULE"] = settings.SETTINGS_MODULE
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
-        proc = subprocess.Popen(self._command(spec, worker_id), env=env, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent, pass_fds=gate or ())
         logger.info("loom supervisor started child %s (pid %d, %s)", worker_id, proc.pid, spec.label)
         return Child(spec=spec, worker_id=worker_id, proc=proc, failures=failures)
 
     def start(self) -> None:
-        self.children = [self._spawn(spec) for spec in self.specs]
+        """Start the children together: each boots (Django set-up takes a while), says it is
+        ready, and waits; when all are ready (or after START_GATE_TIMEOUT) they start claiming at
+        once, so the first child up does not take the whole queue's head while the others boot."""
+        go_read, go_write = os.pipe()
+        ready_read, ready_write = os.pipe()
+        try:
+            self.children = [self._spawn(spec, gate=(go_read, ready_write)) for spec in self.specs]
+        finally:
+            os.close(go_read)
+            os.close(ready_write)
+        deadline = time.monotonic() + START_GATE_TIMEOUT
+        ready = 0
+        with os.fdopen(ready_read, "rb", buffering=0) as ready_pipe:
+            while ready < len(self.children) and time.monotonic() < deadline and not self.stopping:
+                readable, _, _ = select.select([ready_pipe], [], [], 0.1)
+                if readable:
+                    got = ready_pipe.read(64)
+                    if not got:
+                        break  # every child has exited or closed its end
+                    ready += len(got)
+                if any(c.proc.poll() is not None for c in self.children):
+                    break  # one died while booting: let the others go; run_once() handles it
+        os.close(go_write)  # end of file on every child's gate: go
 
     # -- signals (flags only) ------------------------------------------------------------------
 
