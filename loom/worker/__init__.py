@@ -54,6 +54,8 @@ DEFAULT_ASYNC_LIMIT = 100
 DEFAULT_GRACE = 30.0
 # Seconds of work (at the current task run time) a worker holds beyond its busy threads.
 PREFETCH_HORIZON = 0.02
+# Longest the fetch loop sleeps before looking at the signal count.
+SIGNAL_POLL = 0.25
 # Consecutive claim errors after which a --burst run gives up.
 MAX_BURST_ERRORS = 5
 # Fastest idle poll for databases without a wake-up signal (MariaDB/MySQL), in seconds.
@@ -130,6 +132,8 @@ class Worker:
         self._interrupted: set[str] = set()
         self._cancelling: set[str] = set()
         self._stopped_accepting = False
+        self._signals = 0  # incremented by the signal handler, acted on by the fetch loop
+        self._signals_seen = 0
         self.claimed = 0
         self.finished = 0
 
@@ -150,14 +154,30 @@ class Worker:
         self._wake.set()
 
     def stop(self, fast: bool = False) -> None:
-        """Ask the worker to stop; safe from signal handlers and other threads (only sets flags)."""
+        """Ask the worker to stop, from another thread (a second call: stop fast)."""
         if self._stop.is_set() or fast:
             self._fast.set()
         self._stop.set()
         self._wake.set()
 
     def _on_signal(self, signum, frame) -> None:
-        self.stop()
+        # Only count: Event.set() here could deadlock, since the handler may run while the main
+        # thread holds that Event's lock inside wait(). The loops poll this count (SIGNAL_POLL).
+        self._signals += 1
+
+    def _sleep(self, timeout: float) -> None:
+        """Wait until woken or ``timeout``, looking at the signal count every SIGNAL_POLL."""
+        deadline = time.monotonic() + timeout
+        while not self._wake.is_set() and self._signals == self._signals_seen:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(min(remaining, SIGNAL_POLL))
+
+    def _take_signals(self) -> None:
+        while self._signals_seen < self._signals:
+            self._signals_seen += 1
+            self.stop()
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -200,11 +220,14 @@ class Worker:
     def _fetch_loop(self) -> None:
         idle_delay = MIN_POLL
         errors = 0
-        while not self._stop.is_set():
+        while True:
+            self._take_signals()
+            if self._stop.is_set():
+                return
             self._wake.clear()
             room = self._room()
             if room == 0:
-                self._wake.wait(self.config.poll_interval)  # a finishing task wakes us
+                self._sleep(self.config.poll_interval)  # a finishing task wakes us
                 continue
             try:
                 claimed = self._claim_once(room)
@@ -215,7 +238,7 @@ class Worker:
                     raise  # a burst run is a one-off: report the broken database, don't wait forever
                 logger.exception("loom worker could not claim; retrying")
                 _close_connections()
-                self._wake.wait(min(0.1 * 2 ** errors, 5.0))
+                self._sleep(min(0.1 * 2 ** errors, 5.0))
                 continue
             if claimed == min(room, self.config.batch_size):
                 idle_delay = MIN_POLL
@@ -227,7 +250,7 @@ class Worker:
             if claimed:
                 idle_delay = MIN_POLL
                 continue
-            self._wake.wait(self._idle_timeout(idle_delay))
+            self._sleep(self._idle_timeout(idle_delay))
             idle_delay = min(idle_delay * 2, self.config.poll_interval)
 
     def _idle_timeout(self, idle_delay: float) -> float:
@@ -378,6 +401,7 @@ class Worker:
                     break
             self._wake.wait(0.05)
             self._wake.clear()
+            self._take_signals()  # a second signal: stop waiting
         with self._lock:
             abandoned = list(self._in_flight)
             self._stopped_accepting = True

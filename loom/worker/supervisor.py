@@ -151,8 +151,9 @@ class Supervisor:
     # -- signals (flags only) ------------------------------------------------------------------
 
     def _on_signal(self, signum, frame) -> None:
+        # Only count (no Event.set(): it could deadlock against the wait() it interrupts); the
+        # loop looks every CHECK_INTERVAL.
         self._signals += 1
-        self._wake.set()
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
