@@ -14,6 +14,10 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from loom.events.listener import Listener
 
 logger = logging.getLogger("loom.events")
 
@@ -102,3 +106,21 @@ class Outbox:
                 self._reset()
                 if attempt == 2:
                     logger.exception("loom events: dropped %d events that %s could not send", len(batch), self.name)
+
+
+class NetworkBroker:
+    """What the PostgreSQL and Redis brokers share: an ``outbox`` that sends, a ``listener`` that
+    receives; subclasses set both and write the network calls."""
+
+    outbox: Outbox
+    listener: "Listener"
+
+    def listen(self, wait: float | None = None) -> bool:
+        return self.listener.start(wait)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return self.outbox.flush(timeout)
+
+    def close(self) -> None:
+        self.outbox.close()
+        self.listener.stop()

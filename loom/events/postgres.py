@@ -18,7 +18,7 @@ from django.db import connections
 
 from loom.events.hub import Hub
 from loom.events.listener import Listener
-from loom.events.outbox import Outbox
+from loom.events.outbox import NetworkBroker, Outbox
 from loom.events.wire import encode
 
 # Largest payload PostgreSQL accepts in one NOTIFY, in bytes.
@@ -55,7 +55,7 @@ class _PostgresListener(Listener):
             wrapper.close()
 
 
-class PostgresBroker:
+class PostgresBroker(NetworkBroker):
     cross_process = True
     name = "postgresql"
 
@@ -97,13 +97,3 @@ class PostgresBroker:
                 wrapper.close()
             except Exception:
                 pass
-
-    def listen(self, wait: float | None = None) -> bool:
-        return self.listener.start(wait)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return self.outbox.flush(timeout)
-
-    def close(self) -> None:
-        self.outbox.close()
-        self.listener.stop()

@@ -14,7 +14,7 @@ from typing import Any
 
 from loom.events.hub import Hub
 from loom.events.listener import Listener
-from loom.events.outbox import Outbox
+from loom.events.outbox import NetworkBroker, Outbox
 from loom.events.wire import encode
 
 
@@ -61,7 +61,7 @@ class _RedisListener(Listener):
             pubsub.close()
 
 
-class RedisBroker:
+class RedisBroker(NetworkBroker):
     cross_process = True
     name = "redis"
 
@@ -91,13 +91,3 @@ class RedisBroker:
                 client.close()
             except Exception:
                 pass
-
-    def listen(self, wait: float | None = None) -> bool:
-        return self.listener.start(wait)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return self.outbox.flush(timeout)
-
-    def close(self) -> None:
-        self.outbox.close()
-        self.listener.stop()
