@@ -244,11 +244,18 @@ async def _with_time_limit(seconds: float | None, coro) -> Any:
 
 
 def is_async(claimed: ClaimedTask) -> bool:
-    """Whether the claimed task is a coroutine function (False if it cannot be resolved)."""
+    """Whether the claimed task is a coroutine function (False if it cannot be resolved, so
+    that execute() reports why). Asked for every dispatched task, hence cached by path."""
+    return _is_coroutine_path(claimed.task_path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_coroutine_path(path: str) -> bool:
     try:
-        return inspect.iscoroutinefunction(resolve(claimed).func)
-    except Exception:
+        obj = import_string(path)
+    except ImportError:
         return False
+    return isinstance(obj, Task) and inspect.iscoroutinefunction(obj.func)
 
 
 async def aexecute(claimed: ClaimedTask) -> Outcome:

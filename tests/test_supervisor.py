@@ -115,7 +115,6 @@ def test_second_signal_stops_fast_and_tasks_run_again_later(start_worker):
 
 
 def test_cancel_ready_and_running_tasks(start_worker):
-    store = TaskRecord.objects  # noqa: F841  (documenting: actions go through Store below)
     from django.tasks import task_backends
 
     backend_store = task_backends["default"].store

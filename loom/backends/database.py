@@ -87,8 +87,16 @@ class DatabaseBackend(BaseTaskBackend):
 
     @staticmethod
     def _encode_arguments(args: Any, kwargs: Any) -> tuple[list, dict]:
+        """Normalise and check the arguments in one pass; only when that fails, look for the
+        argument to name in the error (the common case stays one encode per enqueue)."""
         args = list(args)
         kwargs = dict(kwargs)
+        try:
+            normalized = normalize_json(args), normalize_json(kwargs)
+            dumps(normalized)
+            return normalized
+        except (TypeError, ValueError):
+            pass
         for where, value in [*((f"argument {i}", v) for i, v in enumerate(args)),
                              *((f"keyword argument {k!r}", v) for k, v in kwargs.items())]:
             try:

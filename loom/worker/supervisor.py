@@ -43,6 +43,8 @@ logger = logging.getLogger("loom.worker")
 CHECK_INTERVAL = 0.2
 # A child that dies sooner than this after its start counts as crash-looping.
 MIN_UPTIME = 5.0
+# Seconds between two looks for tasks past their hard time limit (one query each).
+HARD_LIMIT_INTERVAL = 1.0
 # Seconds the first children wait for each other before they start claiming anyway.
 START_GATE_TIMEOUT = 60.0
 # Exit code of a child that recycled itself (max tasks / memory): restart it, not a failure.
@@ -94,6 +96,7 @@ class Supervisor:
         self.grace = grace
         self.children: list[Child] = []
         self.restarts = 0
+        self._next_limit_check = 0.0
         self._signals = 0
         self._forwarded = 0
         self._wake = threading.Event()
@@ -196,7 +199,9 @@ class Supervisor:
                 self._after_exit(child, code)
             if not self.stopping and not (self.burst and code == 0) and time.monotonic() >= child.restart_at:
                 self._replace(child)
-        self._enforce_hard_limits()
+        if time.monotonic() >= self._next_limit_check:
+            self._next_limit_check = time.monotonic() + HARD_LIMIT_INTERVAL
+            self._enforce_hard_limits()
         alive = [c for c in self.children if c.proc.poll() is None]
         if self.stopping or self.burst:
             return bool(alive) or (self.burst and not self.stopping and self._restarting())
