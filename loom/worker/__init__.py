@@ -366,14 +366,16 @@ class Worker:
         with self._lock:
             if self._stopped_accepting:
                 return  # already rescued at shutdown; the completer is gone
+            if outcome is not None:
+                # Hand the outcome over before the task leaves _in_flight, so no one (a --burst
+                # loop deciding it is done) sees it neither in flight nor waiting to be written.
+                self.completer.put(outcome)
+                self.finished += 1
+            else:
+                self._to_release.append(claimed.id)
             self._in_flight.pop(claimed.id, None)
             self._async_ids.discard(claimed.id)
-            if outcome is None:
-                self._to_release.append(claimed.id)
-            else:
-                self.finished += 1
         if outcome is not None:
-            self.completer.put(outcome)
             self._maybe_recycle()
         self._wake.set()
 
