@@ -10,4 +10,9 @@ class LoomConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
         from . import checks, events, progress  # noqa: F401  (registers checks and receivers)
+        from .databases import json_as_text
+
+        connection_created.connect(json_as_text, dispatch_uid="loom.json_as_text")

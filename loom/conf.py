@@ -34,6 +34,8 @@ DEFAULT_PROGRESS_INTERVAL = None
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 # Seconds the completer waits to gather outcomes into one write.
 DEFAULT_COMPLETE_DELAY = 0.002
+# SQLite: switch the database file to WAL when a worker starts (readers stop waiting for writers).
+DEFAULT_SQLITE_WAL = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +51,7 @@ class Options:
     lost_retries: int = DEFAULT_LOST_RETRIES
     retention: float = DEFAULT_RETENTION
     progress_interval: float | None = DEFAULT_PROGRESS_INTERVAL
+    sqlite_wal: bool = DEFAULT_SQLITE_WAL
     # Worker layout: {"processes": N, "threads": N, "executors": {"queue": {"processes": N} | {"threads": N}}}
     worker: dict = field(default_factory=dict)
     # Periodic tasks: {"name": {"task": "dotted.path", "cron": "*/5 * * * *", "args": [], "kwargs": {}}}
@@ -77,6 +80,8 @@ class Options:
         if self.progress_interval is not None and (
                 not isinstance(self.progress_interval, (int, float)) or self.progress_interval < 0):
             raise ValueError(f"OPTIONS['PROGRESS_INTERVAL'] must be a number >= 0, got {self.progress_interval!r}.")
+        if not isinstance(self.sqlite_wal, bool):
+            raise ValueError(f"OPTIONS['SQLITE_WAL'] must be True or False, got {self.sqlite_wal!r}.")
         if not isinstance(self.worker, dict) or not isinstance(self.periodic, dict):
             raise ValueError("OPTIONS['WORKER'] and OPTIONS['PERIODIC'] must be dicts.")
         for name, spec in self.periodic.items():

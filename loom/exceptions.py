@@ -25,3 +25,7 @@ class TaskCancelled(BaseException):
 
 class WorkerLost(Exception):
     """The process running the task died (killed, crashed, or stopped beating) mid-run."""
+
+
+class OutcomeNotStored(Exception):
+    """A run ended but the database refused to store what it produced; the task fails alone."""

@@ -20,15 +20,14 @@ from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
-from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
-from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
+from loom import faults
+from loom.codec import dumps, normalize
 from loom.exceptions import TaskArgumentsMismatch, TaskImportError, TimeLimitExceeded
-from loom.records import ClaimedTask, Outcome
-from loom.store import dumps
+from loom.records import ClaimedTask, Outcome, task_errors
 
 # Longest wait between two attempts of a retried task, in seconds.
 MAX_RETRY_DELAY = 3600.0
@@ -76,7 +75,7 @@ def _result(task: Task, claimed: ClaimedTask, **changes) -> TaskResult:
         args=claimed.args,
         kwargs=claimed.kwargs,
         backend=claimed.backend,
-        errors=[TaskError(**e) for e in claimed.errors],
+        errors=task_errors(claimed.errors),
         worker_ids=list(claimed.worker_ids),
     )
     fields.update(changes)
@@ -102,29 +101,39 @@ def _call_arguments(task: Task, result: TaskResult) -> tuple[list, dict]:
     return args, result.kwargs
 
 
-def _error(exc: BaseException) -> dict[str, str]:
+def _error(claimed: ClaimedTask, exc: BaseException, finished_at) -> dict[str, Any]:
     kind = type(exc)
-    return {
-        "exception_class_path": f"{kind.__module__}.{kind.__qualname__}",
-        "traceback": "".join(traceback.format_exception(exc)),
-    }
+    return claimed.error_entry(f"{kind.__module__}.{kind.__qualname__}",
+                               "".join(traceback.format_exception(exc)), finished_at)
 
 
-def _retry_delay(task: Task, attempt: int) -> float:
-    base = float(getattr(task, "retry_backoff", 1.0) or 0.0)
+def _retry_delay(task: Task | None, attempt: int) -> float:
+    base = 1.0 if task is None else float(getattr(task, "retry_backoff", 1.0) or 0.0)
     return min(base * 2 ** (attempt - 1), MAX_RETRY_DELAY) * random.uniform(0.5, 1.5)
 
 
+def _lost_retries(task: Task) -> int:
+    return getattr(getattr(task.get_backend(), "config", None), "lost_retries", 0)
+
+
 def _will_retry(task: Task | None, claimed: ClaimedTask, exc: BaseException) -> bool:
-    if task is None or claimed.attempts >= claimed.max_attempts:
+    """A failure is retried while attempts remain and ``retry_on`` matches; a lost database
+    connection (the infrastructure's fault, like a dead worker) also gets OPTIONS["LOST_RETRIES"]
+    more runs beyond ``max_attempts``, unless ``retry_on`` leaves the error out."""
+    if task is None:
         return False
-    retry_on = getattr(task, "retry_on", (Exception,))
-    return isinstance(exc, tuple(retry_on))
+    retry_on = tuple(getattr(task, "retry_on", (Exception,)))
+    if not isinstance(exc, retry_on):
+        return False
+    budget = claimed.max_attempts
+    if faults.connection_lost(exc):
+        budget += _lost_retries(task)
+    return claimed.attempts < budget
 
 
 def _failure(task: Task | None, claimed: ClaimedTask, exc: BaseException) -> tuple[Outcome, TaskResult | None]:
     now = timezone.now()
-    errors = [*claimed.errors, _error(exc)]
+    errors = [*claimed.errors, _error(claimed, exc, now)]
     if _will_retry(task, claimed, exc):
         outcome = Outcome(
             id=claimed.id,
@@ -133,6 +142,7 @@ def _failure(task: Task | None, claimed: ClaimedTask, exc: BaseException) -> tup
             available_at=now + timedelta(seconds=_retry_delay(task, claimed.attempts)),
             return_value_json=None,
             errors_json=dumps(errors),
+            attempt=claimed.attempts,
         )
         return outcome, None
     outcome = Outcome(
@@ -142,11 +152,12 @@ def _failure(task: Task | None, claimed: ClaimedTask, exc: BaseException) -> tup
         available_at=None,
         return_value_json=None,
         errors_json=dumps(errors),
+        attempt=claimed.attempts,
     )
     final = None
     if task is not None:
         final = _result(task, claimed, status=TaskResultStatus.FAILED, finished_at=now,
-                        errors=[TaskError(**e) for e in errors])
+                        errors=task_errors(errors))
     return outcome, final
 
 
@@ -154,10 +165,12 @@ def cancelled(claimed: ClaimedTask, message: str = "Cancelled by an operator whi
     """The outcome of a run stopped by a cancel: a final state of its own, with the reason kept."""
     from loom.exceptions import TaskCancelled
 
-    error = {"exception_class_path": f"{TaskCancelled.__module__}.{TaskCancelled.__qualname__}",
-             "traceback": f"loom.exceptions.TaskCancelled: {message}\n"}
-    return Outcome(id=claimed.id, status="CANCELLED", finished_at=timezone.now(), available_at=None,
-                   return_value_json=None, errors_json=dumps([*claimed.errors, error]))
+    now = timezone.now()
+    error = claimed.error_entry(f"{TaskCancelled.__module__}.{TaskCancelled.__qualname__}",
+                                f"loom.exceptions.TaskCancelled: {message}\n", now)
+    return Outcome(id=claimed.id, status="CANCELLED", finished_at=now, available_at=None,
+                   return_value_json=None, errors_json=dumps([*claimed.errors, error]),
+                   attempt=claimed.attempts)
 
 
 def _success(task: Task, claimed: ClaimedTask, value: Any, encoded: str) -> tuple[Outcome, TaskResult]:
@@ -169,15 +182,11 @@ def _success(task: Task, claimed: ClaimedTask, value: Any, encoded: str) -> tupl
         available_at=None,
         return_value_json=None if value is None else encoded,
         errors_json=dumps(claimed.errors),
+        attempt=claimed.attempts,
     )
     final = _result(task, claimed, status=TaskResultStatus.SUCCESSFUL, finished_at=now)
     object.__setattr__(final, "_return_value", value)  # init=False field: set once, on a new result
     return outcome, final
-
-
-def _encode(value: Any) -> tuple[Any, str]:
-    normalized = normalize_json(value)
-    return normalized, dumps(normalized)
 
 
 def _send_finished(sender: type, result: TaskResult, exc: BaseException | None = None) -> None:
@@ -208,7 +217,7 @@ def execute(claimed: ClaimedTask) -> Outcome:
                 raw = async_to_sync(task.func)(*args, **kwargs)
             else:
                 raw = task.func(*args, **kwargs)
-            value, encoded = _encode(raw)
+            value, encoded = normalize(raw)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
@@ -271,7 +280,7 @@ async def aexecute(claimed: ClaimedTask) -> Outcome:
     try:
         args, kwargs = _call_arguments(task, result)
         raw = await _with_time_limit(claimed.timeout, _acall(task, args, kwargs))
-        value, encoded = _encode(raw)
+        value, encoded = normalize(raw)
     except (KeyboardInterrupt, asyncio.CancelledError):
         raise  # the worker is stopping: the caller puts the task back, it did not fail
     except BaseException as exc:

@@ -14,6 +14,8 @@ import uuid
 from django.db import models
 from django.tasks import TaskResultStatus
 
+from loom import codec
+
 
 def uuid7() -> uuid.UUID:
     """A time-ordered UUID (RFC 9562 v7): new rows land at the right edge of the primary key."""
@@ -57,6 +59,35 @@ class ClaimIndex(models.Index):
         return super().remove_sql(model, schema_editor, **kwargs)
 
 
+class JSONText(models.JSONField):
+    """JSON stored as the exact text ``loom.codec`` wrote: a ``json`` column on PostgreSQL (kept
+    verbatim, where ``jsonb`` would turn ``1e16`` into an integer and refuse ``\\u0000``), text on
+    SQLite and MariaDB as before. Values round-trip exactly as Django's ImmediateBackend returns
+    them, on every database. JSON lookups (``args__0``) are not supported on these columns."""
+
+    def db_type(self, connection):
+        if connection.vendor == "postgresql":
+            return "json"
+        return super().db_type(connection)
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if value is None:
+            return None
+        if hasattr(value, "as_sql"):
+            return value
+        text = codec.dumps(value)
+        if connection.vendor == "postgresql":
+            from psycopg.types.json import Json
+
+            return Json(text, dumps=str)
+        return text
+
+    def from_db_value(self, value, expression, connection):
+        if isinstance(value, (str, bytes)):
+            return codec.loads(value)
+        return value  # None, or already decoded by the driver
+
+
 class TaskRecordQuerySet(models.QuerySet):
     def ready(self):
         return self.filter(status=Status.READY)
@@ -80,8 +111,8 @@ class TaskRecord(models.Model):
     queue_name = models.CharField(max_length=100, default="default")
     priority = models.SmallIntegerField(default=0)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.READY)
-    args = models.JSONField(default=list)
-    kwargs = models.JSONField(default=dict)
+    args = JSONText(default=list)
+    kwargs = JSONText(default=dict)
     run_after = models.DateTimeField(null=True, blank=True)
     # When the row may next be claimed: run_after, enqueued_at, or the retry time.
     available_at = models.DateTimeField()
@@ -96,8 +127,8 @@ class TaskRecord(models.Model):
     timeout = models.FloatField(null=True, blank=True)
     hard_timeout = models.FloatField(null=True, blank=True)
     worker_ids = models.JSONField(default=list)
-    errors = models.JSONField(default=list)
-    return_value = models.JSONField(null=True, blank=True)
+    errors = JSONText(default=list)
+    return_value = JSONText(null=True, blank=True)
     # The worker holding the claim and until when; both empty unless RUNNING.
     claimed_by = models.CharField(max_length=100, null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -31,9 +31,16 @@ class NewTask:
     hard_timeout: float | None
 
 
+# The columns a claim returns: ClaimedTask's fields, in this order (loom.store.rows converts them).
+CLAIM_COLUMNS = ("id", "task_path", "backend", "queue_name", "priority", "run_after", "args", "kwargs",
+                 "available_at", "enqueued_at", "started_at", "last_attempted_at", "attempts", "max_attempts", "timeout",
+                 "worker_ids", "errors")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClaimedTask:
-    """A row this worker holds a lease on, with everything needed to run it once."""
+    """A row this worker holds a lease on, with everything needed to run it once, as the claim
+    statement returned it (``attempts`` already counts this run)."""
 
     id: str
     task_path: str
@@ -43,6 +50,7 @@ class ClaimedTask:
     run_after: dt.datetime | None
     args: list[Any]
     kwargs: dict[str, Any]
+    available_at: dt.datetime
     enqueued_at: dt.datetime
     started_at: dt.datetime | None
     last_attempted_at: dt.datetime | None
@@ -50,37 +58,54 @@ class ClaimedTask:
     max_attempts: int
     timeout: float | None = None
     worker_ids: list[str] = field(default_factory=list)
-    errors: list[dict[str, str]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
-    @classmethod
-    def from_record(cls, record) -> "ClaimedTask":
-        return cls(
-            id=str(record.id),
-            task_path=record.task_path,
-            backend=record.backend,
-            queue_name=record.queue_name,
-            priority=record.priority,
-            run_after=record.run_after,
-            args=list(record.args),
-            kwargs=dict(record.kwargs),
-            enqueued_at=record.enqueued_at,
-            started_at=record.started_at,
-            last_attempted_at=record.last_attempted_at,
-            attempts=record.attempts,
-            max_attempts=record.max_attempts,
-            timeout=record.timeout,
-            worker_ids=list(record.worker_ids),
-            errors=list(record.errors),
-        )
+    def after_claim(self, worker_id: str, now: dt.datetime) -> "ClaimedTask":
+        """The row as the claim left it, for databases whose claim reads before it writes."""
+        return replace(self, attempts=self.attempts + 1, started_at=self.started_at or now,
+                       last_attempted_at=now, worker_ids=[*self.worker_ids, worker_id])
+
+    @property
+    def worker_id(self) -> str | None:
+        return self.worker_ids[-1] if self.worker_ids else None
+
+    def error_entry(self, exception_class_path: str, traceback: str, finished_at: dt.datetime) -> dict[str, Any]:
+        """One entry of ``errors``: this attempt, ended without success (see error_entry)."""
+        return error_entry(exception_class_path, traceback, attempt=self.attempts, worker_id=self.worker_id,
+                           started_at=self.last_attempted_at, finished_at=finished_at)
+
+
+def error_entry(exception_class_path: str, traceback: str, *, attempt: int, worker_id: str | None,
+                started_at: dt.datetime | None, finished_at: dt.datetime | None) -> dict[str, Any]:
+    """An attempt that ended without success, as stored in ``errors``: Django's two TaskError keys
+    plus which attempt it was, on which worker, and when it started and ended (ISO 8601), so tools
+    can show each attempt's history. The rescue statements write the same keys in SQL."""
+    return {
+        "exception_class_path": exception_class_path,
+        "traceback": traceback,
+        "attempt": attempt,
+        "worker_id": worker_id,
+        "started_at": started_at.isoformat() if started_at else None,
+        "finished_at": finished_at.isoformat() if finished_at else None,
+    }
+
+
+def task_errors(entries: list[dict[str, Any]]) -> list[Any]:
+    """Django's TaskError for each stored entry (it takes only its own two keys)."""
+    from django.tasks.base import TaskError
+
+    return [TaskError(exception_class_path=e["exception_class_path"], traceback=e["traceback"])
+            for e in entries]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
     """What one attempt produced, ready to be written by ``Store.complete_many``.
 
-    ``status`` is final (SUCCESSFUL, FAILED) or READY when the task will be retried at
-    ``available_at``. JSON is already encoded, so a value that cannot be stored fails the task in
-    ``execution`` instead of failing a whole batch write later.
+    ``status`` is final (SUCCESSFUL, FAILED, CANCELLED) or READY when the task will be retried at
+    ``available_at``. JSON is already encoded, so a value that cannot be encoded fails the task
+    in ``execution`` instead of failing a whole batch write later. ``attempt`` fences the write:
+    it lands only on the run that produced it.
     """
 
     id: str
@@ -89,3 +114,4 @@ class Outcome:
     available_at: dt.datetime | None
     return_value_json: str | None
     errors_json: str
+    attempt: int

@@ -15,7 +15,6 @@ from django.tasks import task_backends
 from django.utils import timezone
 
 from loom.execution import execute
-from loom.records import ClaimedTask
 
 # Stops a task that keeps re-enqueueing itself from looping run_tasks forever.
 MAX_ROUNDS = 1000
@@ -34,10 +33,10 @@ def run_tasks(
     ran = 0
     for _ in range(MAX_ROUNDS):
         now = clock()
-        records = store.claim(worker_id, queues, 100, now, now + timedelta(seconds=lease))
-        if not records:
+        claimed = store.claim(worker_id, queues, 100, now, now + timedelta(seconds=lease))
+        if not claimed:
             return ran
-        outcomes = [execute(ClaimedTask.from_record(record)) for record in records]
+        outcomes = [execute(task) for task in claimed]
         store.complete_many(worker_id, outcomes)
         ran += len(outcomes)
     raise RuntimeError(f"run_tasks stopped after {MAX_ROUNDS} rounds: do tasks enqueue each other forever?")

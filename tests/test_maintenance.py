@@ -60,9 +60,9 @@ def test_rescuer_ends_attempts_whose_lease_expired(store, max_attempts, extra, e
 def test_a_renewed_lease_is_not_rescued(store):
     clock = Clock()
     tasks.add.enqueue(1, 2)
-    claim_as_ghost(store, clock)
+    [claimed] = claim_as_ghost(store, clock)
     clock.advance(25)
-    store.heartbeat("ghost", clock() + timedelta(seconds=30))
+    store.heartbeat("ghost", [claimed.id], clock() + timedelta(seconds=30))
     clock.advance(25)
     Rescuer(store, clock).run_once()
     assert TaskRecord.objects.get().status == "RUNNING"

@@ -27,7 +27,6 @@ from django.core import checks
 from django.db import transaction
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.base import TaskError
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
@@ -37,7 +36,9 @@ from django.utils.module_loading import import_string
 from loom.conf import Options
 from loom.exceptions import InvalidTaskArguments
 from loom.records import NewTask
-from loom.store import Store, dumps
+from loom.codec import dumps
+from loom.records import task_errors
+from loom.store import Store
 from loom.task import Task as LoomTask
 
 
@@ -225,7 +226,7 @@ class DatabaseBackend(BaseTaskBackend):
             args=record.args,
             kwargs=record.kwargs,
             backend=self.alias,
-            errors=[TaskError(**error) for error in record.errors],
+            errors=task_errors(record.errors),
             worker_ids=list(record.worker_ids),
         )
         if record.status == TaskResultStatus.SUCCESSFUL:

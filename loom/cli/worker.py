@@ -41,9 +41,12 @@ def run(command, options) -> None:
 
     from loom.backends.database import DatabaseBackend
 
+    from loom.databases import prepare_worker
+
     backend = task_backends[options["backend"]]
     if not isinstance(backend, DatabaseBackend):
         raise CommandError(f"TASKS[{options['backend']!r}] is not a loom DatabaseBackend.")
+    prepare_worker(wal=backend.config.sqlite_wal)
     layout = backend.config.worker
     threads = options["threads"] or layout.get("threads") or 8
     processes = options["processes"]
@@ -61,7 +64,7 @@ def run(command, options) -> None:
 
 
 def _run_in_process(command, options, threads: int) -> None:
-    from loom.worker import Worker
+    from loom.worker import Worker, WorkerFailed
     from loom.worker.supervisor import parse_queue
 
     try:
@@ -74,12 +77,15 @@ def _run_in_process(command, options, threads: int) -> None:
         )
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc)) from None
-    worker.install_signal_handlers()
+    worker.install_signal_handlers(child=options["child"])
     if options["verbosity"] >= 1:
         command.stdout.write(f"loom worker {worker.id}: queues {', '.join(worker.queues or ['*'])}, "
                              f"{worker.threads} threads")
         command.stdout.flush()
-    worker.run()
+    try:
+        worker.run()
+    except WorkerFailed as exc:
+        raise CommandError(str(exc)) from None
     if options["verbosity"] >= 1:
         command.stdout.write(f"loom worker {worker.id}: stopped after {worker.finished} tasks"
                              + (" (recycled)" if worker.recycled else ""))

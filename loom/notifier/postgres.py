@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from django.db import connections
+from loom import databases
 
-from loom.worker.service import Service
+from loom.service import Service
 
 logger = logging.getLogger("loom.worker")
 
@@ -32,7 +32,7 @@ class PostgresNotifier(Service):
 
     def _listen(self):
         if self._wrapper is None or self._wrapper.connection is None or self._wrapper.connection.closed:
-            self._wrapper = connections.create_connection(self.alias)
+            self._wrapper = databases.labelled(self.alias, self.name)
             self._wrapper.ensure_connection()
             raw = self._wrapper.connection
             raw.autocommit = True

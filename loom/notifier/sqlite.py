@@ -13,7 +13,7 @@ from collections.abc import Callable
 from django.db import connections
 from django.core.exceptions import ImproperlyConfigured
 
-from loom.worker.service import Service
+from loom.service import Service
 
 # Seconds between two looks at data_version.
 DEFAULT_INTERVAL = 0.002

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import connections, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, connections, transaction
 
-from loom.records import NewTask, Outcome
+from loom.codec import dumps
+from loom.records import CLAIM_COLUMNS, ClaimedTask, NewTask, Outcome
 from loom.store.operations import OperatorActions
+from loom.store.rows import rows_as_dicts
 
 # NewTask fields in the order Store._copy writes them (all are TaskRecord columns of the same name).
 NEW_TASK_FIELDS = ("id", "task_path", "backend", "queue_name", "priority", "args", "kwargs", "run_after",
@@ -101,12 +102,35 @@ class Store(OperatorActions):
             names.append(f"%(q_{i})s")
         return f"AND queue_name IN ({', '.join(names)})"
 
-    def _in_list(self, ids: Sequence, params: dict) -> str:
+    def _in_list(self, ids: Sequence, params: dict, prefix: str = "id") -> str:
         names = []
         for i, value in enumerate(ids):
-            params[f"id_{i}"] = value
-            names.append(f"%(id_{i})s")
+            params[f"{prefix}_{i}"] = value
+            names.append(f"%({prefix}_{i})s")
         return ", ".join(names)
+
+    def _ids_where(self, ids: Iterable[str], params: dict, *, keep: bool = False) -> str:
+        """``id IN (...)``, or with ``keep`` every id but those (``TRUE`` when there are none)."""
+        values = [self._id(str(i)) for i in ids]
+        if not values:
+            return "1 = 1" if keep else "1 = 0"
+        return f"id {'NOT IN' if keep else 'IN'} ({self._in_list(values, params)})"
+
+    def answers(self) -> bool:
+        """Whether the database answers a trivial query now (reconnecting if the connection broke).
+        Tells an outage (keep the work, retry later) from a statement the database refuses."""
+        conn = self.connection
+        if not conn.in_atomic_block and conn.connection is not None and not conn.is_usable():
+            conn.close()
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+            return True
+        except (DatabaseError, InterfaceError):
+            if not conn.in_atomic_block:
+                conn.close()
+            return False
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -142,35 +166,38 @@ class Store(OperatorActions):
         limit: int,
         now: dt.datetime,
         lease_until: dt.datetime,
-    ) -> list:
-        """Claim up to ``limit`` due rows, highest priority then oldest; return them as records."""
-        from loom.models import TaskRecord
-
+    ) -> list[ClaimedTask]:
+        """Claim up to ``limit`` due rows, highest priority then oldest, in one statement, and
+        return them as the claim statement itself returned them."""
         if limit <= 0:
             return []
         params = {"worker": worker_id, "now": self._dt(now), "lease": self._dt(lease_until), "limit": limit}
         queue_filter = self._queue_filter(queues, params)
+        columns = ", ".join(CLAIM_COLUMNS)
         if self.vendor == "mysql":
-            ids = self._claim_mysql(params, queue_filter)
+            rows = self._claim_mysql(params, queue_filter, columns)
         else:
             # One statement in autocommit is atomic on its own: no BEGIN/COMMIT round trips.
             with self.connection.cursor() as cursor:
-                cursor.execute(load(self.vendor, "claim").text.format(queue_filter=queue_filter), params)
-                ids = [row[0] for row in cursor.fetchall()]
-        if not ids:
-            return []
-        records = list(TaskRecord.objects.using(self.alias).filter(pk__in=ids))
-        records.sort(key=lambda r: (-r.priority, r.available_at, str(r.id)))
-        return records
+                cursor.execute(load(self.vendor, "claim").text.format(queue_filter=queue_filter,
+                                                                      columns=columns), params)
+                rows = cursor.fetchall()
+        claimed = [ClaimedTask(**values) for values in rows_as_dicts(self.connection, rows)]
+        claimed.sort(key=lambda c: (-c.priority, c.available_at, c.id))  # the claim's own order
+        if self.vendor == "mysql":
+            claimed = [c.after_claim(worker_id, now) for c in claimed]
+        return claimed
 
-    def _claim_mysql(self, params: dict, queue_filter: str) -> list:
+    def _claim_mysql(self, params: dict, queue_filter: str, columns: str) -> list:
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-            cursor.execute(load("mysql", "claim_lock").text.format(queue_filter=queue_filter), params)
-            ids = [row[0] for row in cursor.fetchall()]
-            if ids:
+            cursor.execute(load("mysql", "claim_lock").text.format(queue_filter=queue_filter, columns=columns),
+                           params)
+            rows = cursor.fetchall()
+            if rows:
                 update = {k: params[k] for k in ("worker", "now", "lease")}
-                cursor.execute(load("mysql", "claim").text.format(ids=self._in_list(ids, update)), update)
-        return ids
+                cursor.execute(load("mysql", "claim").text.format(ids=self._in_list([r[0] for r in rows], update)),
+                               update)
+        return rows
 
     def complete_many(self, worker_id: str, completions: Sequence[Outcome]) -> int:
         """Write a batch of outcomes in one statement; return how many rows it changed."""
@@ -186,6 +213,7 @@ class Store(OperatorActions):
                 self._dt(c.available_at),
                 c.return_value_json,
                 c.errors_json,
+                c.attempt,
             ]
         params.append(worker_id)
         sql = statement.text.format(rows=statement.join.join([statement.row] * len(completions)))
@@ -195,31 +223,38 @@ class Store(OperatorActions):
 
     def release(self, worker_id: str, ids: Iterable[str]) -> int:
         """Return claimed-but-unstarted rows to READY as if never claimed."""
-        ids = [str(i) for i in ids]
+        ids = list(ids)
         if not ids:
             return 0
+        return self._release(worker_id, ids, keep=False)
+
+    def release_orphans(self, worker_id: str, held: Iterable[str]) -> int:
+        """Return to READY every row claimed by ``worker_id`` but the ones it holds: rows whose
+        claim committed while its reply was lost (a dropped connection), so never started."""
+        return self._release(worker_id, list(held), keep=True)
+
+    def _release(self, worker_id: str, ids: list, *, keep: bool) -> int:
         params: dict = {"worker": worker_id}
-        if self.vendor == "postgresql":
-            params["ids"] = ids
-            sql = load("postgresql", "release").text
-        else:
-            sql = load(self.vendor, "release").text.format(
-                ids=self._in_list([self._id(i) for i in ids], params)
-            )
+        sql = load(self.vendor, "release").text.format(where=self._ids_where(ids, params, keep=keep))
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             return len(cursor.fetchall()) if self.vendor == "postgresql" else cursor.rowcount
 
-    def heartbeat(self, worker_id: str, lease_until: dt.datetime) -> int:
-        """Renew the lease on every task ``worker_id`` is running."""
+    def heartbeat(self, worker_id: str, ids: Iterable[str], lease_until: dt.datetime) -> int:
+        """Renew the lease on the tasks ``worker_id`` holds (and only those)."""
+        params: dict = {"worker": worker_id, "lease": self._dt(lease_until)}
+        ids = [self._id(str(i)) for i in ids]
+        if not ids:
+            return 0
+        sql = load(self.vendor, "heartbeat").text.format(ids=self._in_list(ids, params))
         with self.connection.cursor() as cursor:
-            cursor.execute(load(self.vendor, "heartbeat").text, {"worker": worker_id, "lease": self._dt(lease_until)})
+            cursor.execute(sql, params)
             return cursor.rowcount
 
     def progress(self, task_id: str, current: float, total: float | None, message: str, at: dt.datetime) -> int:
         """Store a running task's progress; returns 0 if the task is no longer RUNNING."""
         params = {"id": self._id(task_id), "current": current, "total": total,
-                  "message": message[:255], "at": self._dt(at)}
+                  "message": printable(message)[:255], "at": self._dt(at)}
         with self.connection.cursor() as cursor:
             cursor.execute(load(self.vendor, "progress").text, params)
             return cursor.rowcount
@@ -228,24 +263,24 @@ class Store(OperatorActions):
 
     def rescue(self, now: dt.datetime, *, error_class: str, error_text: str,
                expired: bool = False, workers: Sequence[str] = (), task_ids: Sequence[str] = (),
-               extra_attempts: int = 0) -> list[str]:
+               claimed_by: str | None = None, extra_attempts: int = 0, retry: bool = True) -> list[str]:
         """End the attempt of RUNNING rows whose lease expired, whose worker is known dead, or
-        that are named; READY again while attempts remain (``max_attempts + extra_attempts``),
-        else FAILED. Returns their ids."""
-        params: dict = {"now": self._dt(now), "error_class": error_class, "error_text": error_text,
-                        "extra": extra_attempts}
+        that are named (only while ``claimed_by`` holds them, if given); READY again while
+        ``retry`` and attempts remain (``max_attempts + extra_attempts``), else FAILED. Each gets
+        an attempt entry in errors. Returns their ids."""
+        params: dict = {"now": self._dt(now), "now_iso": now.isoformat(), "error_class": error_class,
+                        "error_text": error_text, "extra": extra_attempts, "retry": retry}
         if expired:
             where = "lease_expires_at < %(now)s"
         elif workers:
-            names = []
-            for i, worker in enumerate(workers):
-                params[f"w_{i}"] = worker
-                names.append(f"%(w_{i})s")
-            where = f"claimed_by IN ({', '.join(names)})"
+            where = f"claimed_by IN ({self._in_list(list(workers), params, 'w')})"
         elif task_ids:
-            where = f"id IN ({self._in_list([self._id(i) for i in task_ids], params)})"
+            where = self._ids_where(task_ids, params)
         else:
             return []
+        if claimed_by is not None:
+            params["claimed_by"] = claimed_by
+            where += " AND claimed_by = %(claimed_by)s"
         with self.connection.cursor() as cursor:
             if self.vendor == "mysql":
                 with transaction.atomic(using=self.alias):
@@ -266,8 +301,6 @@ class Store(OperatorActions):
 
     def elect(self, name: str, worker_id: str, now: dt.datetime, until: dt.datetime) -> bool:
         """Take or keep the cluster-wide role ``name`` until ``until``; True if this worker holds it."""
-        from django.db import IntegrityError
-
         from loom.models import LeaderLease
 
         params = {"name": name, "worker": worker_id, "now": self._dt(now), "until": self._dt(until)}
@@ -289,16 +322,22 @@ class Store(OperatorActions):
 
     def register_worker(self, worker_id: str, *, queues: Sequence[str] | None, concurrency: dict,
                         now: dt.datetime) -> None:
+        """Insert this worker's row (or refresh it, when a registration is retried after an
+        error whose reply was lost): single statements, never a read before the write."""
         import os
         import socket
 
         from loom.models import WorkerRecord
 
-        WorkerRecord.objects.using(self.alias).update_or_create(
-            id=worker_id,
-            defaults=dict(hostname=socket.gethostname(), pid=os.getpid(), queues=list(queues or []),
-                          concurrency=concurrency, started_at=now, heartbeat_at=now, stopped_at=None),
-        )
+        values = dict(hostname=socket.gethostname(), pid=os.getpid(), queues=list(queues or []),
+                      concurrency=concurrency, started_at=now, heartbeat_at=now, stopped_at=None)
+        rows = WorkerRecord.objects.using(self.alias)
+        if not rows.filter(id=worker_id).update(**values):
+            try:
+                with transaction.atomic(using=self.alias):
+                    rows.create(id=worker_id, **values)
+            except IntegrityError:
+                rows.filter(id=worker_id).update(**values)
 
     def worker_beat(self, worker_id: str, now: dt.datetime, tasks_done: int) -> None:
         from loom.models import WorkerRecord
@@ -322,8 +361,6 @@ class Store(OperatorActions):
 
     def enqueue_tick(self, schedule: str, tick_at: dt.datetime, enqueue) -> bool:
         """Enqueue a periodic tick unless it already was: tick row and task commit together."""
-        from django.db import IntegrityError
-
         from loom.models import PeriodicTick
 
         if PeriodicTick.objects.using(self.alias).filter(schedule=schedule, tick_at=tick_at).exists():
@@ -361,6 +398,8 @@ def _uuid_str(value) -> str:
     return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
 
 
-def dumps(value) -> str:
-    """JSON as loom stores it: strict (no NaN/Infinity, which PostgreSQL's jsonb rejects)."""
-    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+def printable(text: str) -> str:
+    """Display text as a text column can hold it: no NUL, no lone surrogates (both replaced)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text

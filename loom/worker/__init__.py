@@ -1,18 +1,22 @@
-"""Worker: claims due tasks in batches, runs them, and writes their outcomes in batches.
+"""Worker: builds the parts of one worker process and runs its start and stop.
 
-One process, several threads::
+One process, several threads, each part a service with one job::
 
-    main thread   fetch loop: claim min(free slots, batch) -> dispatch -> sleep until woken
-    threads       ThreadExecutor(N): sync tasks, one per thread
-    event loop    AsyncExecutor: async def tasks, many at once
-    completer     batches outcomes into one UPDATE
-    heartbeat     renews leases of running tasks
-    notifier      LISTEN (PostgreSQL) / data_version (SQLite): wakes the fetch loop
+    fetcher     claims min(room, batch) due tasks in one statement; sleeps until woken
+    InFlight    dispatches them (threads for sync tasks, an event loop for coroutines), hands
+                each outcome to the completer, carries out cancels and interrupts
+    completer   writes outcomes in batches (one UPDATE); a bad outcome fails its task alone
+    heartbeat   registers the worker, renews the leases of the tasks it holds
+    watchdog    soft time limits of sync tasks; cancels of running tasks
+    notifier    LISTEN (PostgreSQL) / data_version (SQLite): wakes the fetcher
+    leader      if elected cluster-wide: rescuer, scheduler, pruner
 
-Shutdown (SIGTERM/SIGINT, or ``stop()``): stop claiming; take back tasks claimed but not started
-and return them to READY; let running tasks finish within ``grace`` seconds; flush outcomes. A
-second signal skips the grace period. Tasks still running after it keep their lease and are
-rescued when it expires. Signal handlers only set flags; the fetch loop does the work.
+None of them dies of a database error: each retries with backoff and logs once per outage.
+
+Stopping (``stop()``, or a signal): stop claiming; take back tasks claimed but not started and
+return them to READY; let running tasks finish within ``grace`` seconds; flush outcomes. Tasks
+still running after that end their attempt (``WorkerLost``) and run again at once. Signal
+handlers only count; the main thread acts on the counts (see ``install_signal_handlers``).
 """
 
 from __future__ import annotations
@@ -24,8 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import task_backends
@@ -33,16 +36,15 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from loom import notifier as notifiers
-from loom.events.tasks import publish_cancelled
-from loom.exceptions import TaskCancelled
-from loom.execution import aexecute, cancelled, execute, is_async
+from loom.exceptions import WorkerLost
 from loom.executors.asyncio import AsyncExecutor
 from loom.executors.threads import ThreadExecutor
-from loom.records import ClaimedTask, Outcome
 from loom.worker.completer import Completer
+from loom.worker.fetcher import Fetcher
 from loom.worker.heartbeat import Heartbeat
+from loom.worker.inflight import InFlight
 from loom.worker.leader import Leader
-from loom.worker.watchdog import Watchdog, interrupt_thread
+from loom.worker.watchdog import Watchdog
 
 logger = logging.getLogger("loom.worker")
 
@@ -52,14 +54,16 @@ DEFAULT_THREADS = 8
 DEFAULT_ASYNC_LIMIT = 100
 # Seconds running tasks get to finish after a stop signal.
 DEFAULT_GRACE = 30.0
-# Seconds of work (at the current task run time) a worker holds beyond its busy threads.
-PREFETCH_HORIZON = 0.02
-# Longest the fetch loop sleeps before looking at the signal count.
+# Longest the main thread waits before looking at the signal counts.
 SIGNAL_POLL = 0.25
-# Consecutive claim errors after which a --burst run gives up.
-MAX_BURST_ERRORS = 5
-# Fastest idle poll for databases without a wake-up signal (MariaDB/MySQL), in seconds.
-MIN_POLL = 0.01
+# Seconds a --burst run waits for an unavailable database before it gives up.
+BURST_OUTAGE_LIMIT = 10.0
+# Seconds to wait for the fetcher's current claim when stopping.
+FETCHER_JOIN = 10.0
+
+
+class WorkerFailed(RuntimeError):
+    """A --burst run gave up (the database stayed unavailable)."""
 
 
 def make_worker_id() -> str:
@@ -84,7 +88,6 @@ class Worker:
         prefetch: int | None = None,
         start_gate: Callable[[], None] | None = None,
     ) -> None:
-        self.start_gate = start_gate  # called once, after start-up, before the first claim
         from loom.backends.database import DatabaseBackend
 
         self.backend = task_backends[backend]
@@ -106,278 +109,134 @@ class Worker:
         self.store = self.backend.store
         self.threads = threads
         self.async_limit = async_limit
-        self.capacity = threads + async_limit
-        # Tasks claimed beyond free threads, waiting in this worker (put back on shutdown). None:
-        # adapt to how long tasks take (see _adapt_prefetch); a number: fixed.
-        self._fixed_prefetch = prefetch
-        self.prefetch = threads if prefetch is None else prefetch
-        self._avg_runtime: float | None = None
         self.burst = burst
         self.grace = grace
         self.clock = clock
         self.id = worker_id or make_worker_id()
         self.max_tasks = max_tasks
         self.max_memory_mb = max_memory_mb
+        self.start_gate = start_gate  # called once, after start-up, before the first claim
         self.recycled = False  # stopped itself for max_tasks / max_memory: the supervisor restarts it
 
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._fast = threading.Event()
-        self._lock = threading.Lock()
-        self._sync_running = 0
-        self._in_flight: dict[str, Future] = {}
-        self._async_ids: set[str] = set()
-        self._to_release: list[str] = []
-        self._threads_by_task: dict[str, tuple[int, float, float | None]] = {}  # id -> (thread, start, timeout)
-        self._interrupted: set[str] = set()
-        self._cancelling: set[str] = set()
-        self._stopped_accepting = False
-        self._signals = 0  # incremented by the signal handler, acted on by the fetch loop
-        self._signals_seen = 0
-        self.claimed = 0
-        self.finished = 0
+        self._main_wake = threading.Event()
+        # Signal counts (handlers only count; the main thread acts): escalating (a second one
+        # means "stop now"), graceful only (never escalates), and "stop now".
+        self._stop_signals = self._stop_signals_seen = 0
+        self._graceful_signals = 0
+        self._fast_signals = 0
 
-        self.completer = Completer(
-            self.store, self.id, delay=self.config.complete_delay, batch_size=self.config.batch_size,
-            on_flush=self.wake,
-        )
-        self.heartbeat = Heartbeat(self.store, self.id, self.config.lease_seconds, clock)
-        self.notifier = notifiers.for_store(self.store, self.wake, self.queues)
-        self.watchdog = Watchdog(self, self.store)
+        self.executor = ThreadExecutor(threads, name="loom-task", initializer=_label_task_thread)
+        self.loop = AsyncExecutor(async_limit)
+        self.completer = Completer(self.store, self.id, delay=self.config.complete_delay,
+                                   batch_size=self.config.batch_size, on_written=self._written)
+        self.inflight = InFlight(executor=self.executor, loop=self.loop, async_limit=async_limit,
+                                 batch_size=self.config.batch_size, prefetch=prefetch,
+                                 hand_off=self.completer.put, on_done=self._task_done)
+        self.notifier = notifiers.for_store(self.store, self._notified, self.queues)
+        self.fetcher = Fetcher(self.store, self.id, self.queues, self.config, self.inflight, clock,
+                               notified=self.notifier is not None, burst=burst)
+        self.heartbeat = Heartbeat(self.store, self.id, self.config.lease_seconds, clock, self.inflight.held_ids,
+                                   queues=self.queues, concurrency={"threads": threads, "async": async_limit},
+                                   tasks_done=lambda: self.inflight.finished)
+        self.watchdog = Watchdog(self.inflight, self.id, self.store)
         self.leader = Leader(self.store, self.id, self.backend, clock) if maintenance else None
-        self._thread_pool: ThreadExecutor | None = None
-        self._loop: AsyncExecutor | None = None
+
+    @property
+    def finished(self) -> int:
+        return self.inflight.finished
+
+    @property
+    def claimed(self) -> int:
+        return self.fetcher.claimed
 
     # -- control -------------------------------------------------------------------------------
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def stop(self, fast: bool = False) -> None:
         """Ask the worker to stop, from another thread (a second call: stop fast)."""
         if self._stop.is_set() or fast:
             self._fast.set()
         self._stop.set()
-        self._wake.set()
+        self._main_wake.set()
 
-    def _on_signal(self, signum, frame) -> None:
-        # Only count: Event.set() here could deadlock, since the handler may run while the main
-        # thread holds that Event's lock inside wait(). The loops poll this count (SIGNAL_POLL).
-        self._signals += 1
+    def install_signal_handlers(self, *, child: bool = False) -> None:
+        """A worker on its own: SIGTERM or SIGINT stops gracefully, a second one stops fast.
+        A supervisor's child: SIGTERM only ever means graceful (systemd and a terminal's Ctrl-C
+        also reach the children, besides the supervisor's own forward: they must not add up to
+        a fast stop), SIGINT is ignored (the supervisor hears Ctrl-C), and SIGUSR1, sent by the
+        supervisor on a second deliberate signal, stops fast."""
+        if child:
+            signal.signal(signal.SIGTERM, self._on_graceful_signal)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR1, self._on_fast_signal)
+        else:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._on_stop_signal)
 
-    def _sleep(self, timeout: float) -> None:
-        """Wait until woken or ``timeout``, looking at the signal count every SIGNAL_POLL."""
-        deadline = time.monotonic() + timeout
-        while not self._wake.is_set() and self._signals == self._signals_seen:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._wake.wait(min(remaining, SIGNAL_POLL))
+    # Handlers only count: Event.set() here could deadlock, since the handler may run while the
+    # main thread holds that Event's lock inside wait(). The main thread polls (SIGNAL_POLL).
+    def _on_stop_signal(self, signum, frame) -> None:
+        self._stop_signals += 1
 
-    def _take_signals(self) -> None:
-        while self._signals_seen < self._signals:
-            self._signals_seen += 1
+    def _on_graceful_signal(self, signum, frame) -> None:
+        self._graceful_signals += 1
+
+    def _on_fast_signal(self, signum, frame) -> None:
+        self._fast_signals += 1
+
+    def _take_signals(self) -> bool:
+        """Act on the signals counted so far; True once the worker should stop fast."""
+        if self._fast_signals:
+            self.stop(fast=True)
+        elif self._graceful_signals and not self._stop.is_set():
             self.stop()
+        while self._stop_signals_seen < self._stop_signals:
+            self._stop_signals_seen += 1
+            self.stop()
+        if self.inflight.stop_requested and not self._stop.is_set():
+            self.stop()  # a task raised KeyboardInterrupt
+        return self._fast.is_set()
 
-    def install_signal_handlers(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
+    def _notified(self) -> None:
+        self.fetcher.wake()
+
+    def _task_done(self) -> None:
+        self.fetcher.wake()
+        self._maybe_recycle()
+
+    def _written(self, ids: Sequence[str]) -> None:
+        self.inflight.written(ids)
+        self.fetcher.wake()  # a retry may be due now; a burst run may be done
 
     # -- running -------------------------------------------------------------------------------
 
     def run(self) -> None:
         """Run until stopped (or, with burst, until nothing is due)."""
-        self._thread_pool = ThreadExecutor(self.threads)
-        self._loop = AsyncExecutor(self.async_limit)
         services = [self.completer, self.heartbeat, self.watchdog]
         services += [s for s in (self.notifier, self.leader) if s is not None]
-        self.store.register_worker(
-            self.id, queues=self.queues, now=self.clock(),
-            concurrency={"threads": self.threads, "async": self.async_limit},
-        )
-        self.heartbeat.on_beat = lambda now: self.store.worker_beat(self.id, now, self.finished)
         for service in services:
             service.start()
         logger.info("loom worker %s started: queues=%s threads=%d", self.id, self.queues, self.threads)
         try:
             if self.start_gate is not None:
                 self.start_gate()
-            self._fetch_loop()
+            self.fetcher.start()
+            self._wait_for_stop()
         finally:
             self._shutdown(services)
 
-    def _room(self) -> int:
-        """How many more tasks to claim now: free slots plus a small prefetch, so a claim fetches
-        a batch while the running ones finish instead of one task per freed slot."""
-        with self._lock:
-            sync_room = self.threads + self.prefetch - self._sync_running
-            total_room = self.capacity + self.prefetch - len(self._in_flight)
-            room = max(0, min(sync_room, total_room))
-            starving = self._sync_running < self.threads
-        # With work still queued locally, wait until half the prefetch is free: fewer, larger claims.
-        return room if starving or room >= max(1, self.prefetch // 2) else 0
-
-    def _fetch_loop(self) -> None:
-        idle_delay = MIN_POLL
-        errors = 0
-        while True:
-            self._take_signals()
-            if self._stop.is_set():
-                return
-            self._wake.clear()
-            room = self._room()
-            if room == 0:
-                self._sleep(self.config.poll_interval)  # a finishing task wakes us
-                continue
-            try:
-                claimed = self._claim_once(room)
-                errors = 0
-            except (DatabaseError, InterfaceError):
-                errors += 1
-                if self.burst and errors >= MAX_BURST_ERRORS:
-                    raise  # a burst run is a one-off: report the broken database, don't wait forever
-                logger.exception("loom worker could not claim; retrying")
-                _close_connections()
-                self._sleep(min(0.1 * 2 ** errors, 5.0))
-                continue
-            if claimed == min(room, self.config.batch_size):
-                idle_delay = MIN_POLL
-                continue  # there may be more due right now
-            with self._lock:
-                busy = bool(self._in_flight) or self.completer.outstanding > 0
-            if self.burst and not busy and not claimed:
-                return
-            if claimed:
-                idle_delay = MIN_POLL
-                continue
-            self._sleep(self._idle_timeout(idle_delay))
-            idle_delay = min(idle_delay * 2, self.config.poll_interval)
-
-    def _idle_timeout(self, idle_delay: float) -> float:
-        timeout = self.config.poll_interval if self.notifier else idle_delay
-        try:
-            due = self.store.next_available_at(self.queues)
-        except (DatabaseError, InterfaceError):
-            _close_connections()
-            return timeout
-        if due is not None:
-            timeout = min(timeout, max((due - self.clock()).total_seconds(), 0.0) + 0.001)
-        return timeout
-
-    def _claim_once(self, room: int) -> int:
-        now = self.clock()
-        records = self.store.claim(
-            self.id,
-            self.queues,
-            min(room, self.config.batch_size),
-            now,
-            now + timedelta(seconds=self.config.lease_seconds),
-        )
-        for record in records:
-            self._dispatch(ClaimedTask.from_record(record))
-        self.claimed += len(records)
-        return len(records)
-
-    def _dispatch(self, claimed: ClaimedTask) -> None:
-        if is_async(claimed):
-            future = self._loop.submit(aexecute, claimed)
-            with self._lock:
-                self._in_flight[claimed.id] = future
-                self._async_ids.add(claimed.id)
-        else:
-            with self._lock:
-                self._sync_running += 1
-            future = self._thread_pool.submit(self._run_sync, claimed)
-            with self._lock:
-                self._in_flight[claimed.id] = future
-            future.add_done_callback(self._sync_done)
-        future.add_done_callback(lambda f, claimed=claimed: self._done(claimed, f))
-
-    def _run_sync(self, claimed: ClaimedTask) -> Outcome:
-        with self._lock:
-            self._threads_by_task[claimed.id] = (threading.get_ident(), time.monotonic(), claimed.timeout)
-        try:
-            return execute(claimed)
-        finally:
-            with self._lock:  # under the lock: the watchdog cannot interrupt a finished run
-                _, started, _ = self._threads_by_task.pop(claimed.id)
-                self._adapt_prefetch(time.monotonic() - started)
-
-    def _adapt_prefetch(self, runtime: float) -> None:
-        """Short tasks: hold enough claimed work to cover a claim round trip (up to a batch), so
-        the threads never wait on the database. Long tasks: hold little, so other workers get
-        the rest. Called under the lock."""
-        avg = runtime if self._avg_runtime is None else 0.9 * self._avg_runtime + 0.1 * runtime
-        self._avg_runtime = avg
-        if self._fixed_prefetch is None:
-            wanted = int(self.threads * PREFETCH_HORIZON / max(avg, 1e-4))
-            self.prefetch = max(1, min(self.config.batch_size, wanted))
-
-    # -- watchdog hooks --------------------------------------------------------------------
-
-    def overdue_sync_tasks(self, now: float) -> list[str]:
-        with self._lock:
-            return [task_id for task_id, (_, start, timeout) in self._threads_by_task.items()
-                    if timeout is not None and now - start > timeout and task_id not in self._interrupted]
-
-    def interrupt(self, task_id: str, exc_type: type[BaseException]) -> None:
-        with self._lock:
-            entry = self._threads_by_task.get(task_id)
-            if entry is not None and task_id not in self._interrupted:
-                self._interrupted.add(task_id)
-                interrupt_thread(entry[0], exc_type)
-
-    def cancel_running(self, task_id: str) -> None:
-        """Stop a run an operator cancelled; _done() records it as CANCELLED."""
-        with self._lock:
-            future = self._in_flight.get(task_id)
-            if future is None or task_id in self._cancelling:
-                return
-            self._cancelling.add(task_id)
-            is_coroutine = task_id in self._async_ids
-        if is_coroutine or future.cancel():
-            if is_coroutine:
-                future.cancel()
-            return
-        self.interrupt(task_id, TaskCancelled)
-
-    def _sync_done(self, future: Future) -> None:
-        with self._lock:
-            self._sync_running -= 1
-
-    def _done(self, claimed: ClaimedTask, future: Future) -> None:
-        outcome: Outcome | None = None
-        with self._lock:
-            was_cancelled = claimed.id in self._cancelling
-            self._cancelling.discard(claimed.id)
-            self._interrupted.discard(claimed.id)
-        if was_cancelled and (future.cancelled() or future.exception() is not None
-                              or future.result().status != "SUCCESSFUL"):
-            outcome = cancelled(claimed)
-            publish_cancelled([claimed])
-        elif not future.cancelled():
-            exc = future.exception()
-            if exc is None:
-                outcome = future.result()
-            elif isinstance(exc, KeyboardInterrupt):
-                self.stop()  # a task asked the process to stop: do so, and put the task back
-            else:
-                logger.error("loom worker: internal error running %s", claimed.id, exc_info=exc)
-        with self._lock:
-            if self._stopped_accepting:
-                return  # already rescued at shutdown; the completer is gone
-            if outcome is not None:
-                # Hand the outcome over before the task leaves _in_flight, so no one (a --burst
-                # loop deciding it is done) sees it neither in flight nor waiting to be written.
-                self.completer.put(outcome)
-                self.finished += 1
-            else:
-                self._to_release.append(claimed.id)
-            self._in_flight.pop(claimed.id, None)
-            self._async_ids.discard(claimed.id)
-        if outcome is not None:
-            self._maybe_recycle()
-        self._wake.set()
+    def _wait_for_stop(self) -> None:
+        while not self._take_signals() and not self._stop.is_set():
+            if self.burst:
+                if self.fetcher.drained.is_set():
+                    return
+                since = self.fetcher.failing_since
+                if since is not None and time.monotonic() - since > BURST_OUTAGE_LIMIT:
+                    raise WorkerFailed(f"the database stayed unavailable for {BURST_OUTAGE_LIMIT:g}s; "
+                                       "this --burst run gives up")
+            self._main_wake.wait(SIGNAL_POLL)
+            self._main_wake.clear()
 
     def _maybe_recycle(self) -> None:
         """Stop (gracefully) after max_tasks or above max_memory; the supervisor starts a fresh child."""
@@ -392,22 +251,12 @@ class Worker:
     # -- shutdown ------------------------------------------------------------------------------
 
     def _shutdown(self, services) -> None:
-        with self._lock:
-            pending = [f for i, f in self._in_flight.items() if i not in self._async_ids]
-        for future in pending:
-            future.cancel()  # succeeds only for sync tasks not started yet; _done() releases them
+        self.fetcher.stop(FETCHER_JOIN)
+        self.inflight.take_back_unstarted()
         deadline = time.monotonic() + (0 if self._fast.is_set() else self.grace)
-        while time.monotonic() < deadline and not self._fast.is_set():
-            with self._lock:
-                if not self._in_flight:
-                    break
-            self._wake.wait(0.05)
-            self._wake.clear()
-            self._take_signals()  # a second signal: stop waiting
-        with self._lock:
-            abandoned = list(self._in_flight)
-            self._stopped_accepting = True
-        self._release_unstarted()
+        self.inflight.wait_finished(deadline, give_up=self._take_signals)
+        abandoned, unstarted = self.inflight.close()
+        self._release(unstarted)
         self.completer.stop()  # flushes what finished, so only unfinished runs are rescued below
         if abandoned:
             self._rescue_abandoned(abandoned)
@@ -418,36 +267,31 @@ class Worker:
         for service in services:
             if service is not self.completer:
                 service.stop()
-        if self._thread_pool:
-            self._thread_pool.shutdown()
-        if self._loop:
-            self._loop.shutdown()
+        self.executor.shutdown()
+        self.loop.shutdown()
         _close_connections()
 
     def _rescue_abandoned(self, ids: list[str]) -> None:
         """Tasks still running when the worker gives up waiting: end their attempt now (they may
         have had effects) so they run again at once instead of after their lease expires."""
-        from loom.exceptions import WorkerLost
-
         logger.warning("loom worker %s stopped with %d tasks still running; they will run again",
                        self.id, len(ids))
         try:
-            self.store.rescue(self.clock(), task_ids=ids, extra_attempts=self.config.lost_retries,
+            self.store.rescue(self.clock(), task_ids=ids, claimed_by=self.id, extra_attempts=self.config.lost_retries,
                               error_class=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
                               error_text="loom.exceptions.WorkerLost: the worker stopped before the "
                                          "task finished (grace period over, or a second stop signal).\n")
         except (DatabaseError, InterfaceError):
-            logger.exception("loom worker could not rescue them now; their leases will expire")
+            logger.warning("loom worker could not rescue them now; their leases will expire")
 
-    def _release_unstarted(self) -> None:
-        with self._lock:
-            ids, self._to_release = self._to_release, []
-        if ids:
-            try:
-                self.store.release(self.id, ids)
-            except (DatabaseError, InterfaceError):
-                logger.exception("loom worker could not return %d unstarted tasks; they will be "
-                                 "rescued when their leases expire", len(ids))
+    def _release(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        try:
+            self.store.release(self.id, ids)
+        except (DatabaseError, InterfaceError):
+            logger.warning("loom worker could not return %d unstarted tasks; they will be "
+                           "rescued when their leases expire", len(ids))
 
 
 def rss_mb() -> float:
@@ -457,6 +301,12 @@ def rss_mb() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def _label_task_thread() -> None:
+    from loom.databases import label_thread
+
+    label_thread("task")
 
 
 def _close_connections() -> None:

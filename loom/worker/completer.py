@@ -2,8 +2,13 @@
 
 Batching the write is where most of the throughput comes from: one UPDATE for many tasks
 instead of a transaction per task. A task counts as done only once its outcome is written; if
-the worker dies before that, the lease expires and the task runs again (at-least-once). A failed
-write keeps the batch and retries it; outcomes are never dropped.
+the worker dies before that, the lease expires and the task runs again (at-least-once).
+
+A batch the database refuses is never retried as it is forever. If the database is away (it does
+not answer a trivial query) or the error is transient (a lost connection, lock contention), the
+batch is kept and tried again with the service's backoff. Otherwise one of its outcomes is bad:
+the batch is split in halves until the bad outcome stands alone; that task alone ends FAILED with
+an ``OutcomeNotStored`` error naming the database's reason, and the rest are written.
 
 Configure with OPTIONS["COMPLETE_DELAY"] (seconds to gather) and OPTIONS["BATCH_SIZE"].
 """
@@ -14,22 +19,30 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from django.db import DatabaseError, InterfaceError
+from django.utils import timezone
+
+from loom import faults
 from loom.records import Outcome
+from loom.service import Service
 from loom.store import Store
-from loom.worker.service import Service
 
 logger = logging.getLogger("loom.worker")
+
+# Seconds the completer keeps trying to write what is left when the worker stops.
+STOP_DEADLINE = 30.0
 
 
 class Completer(Service):
     name = "completer"
+    max_retry_delay = 2.0
 
     def __init__(self, store: Store, worker_id: str, *, delay: float, batch_size: int,
-                 on_flush: Callable[[], None] | None = None) -> None:
+                 on_written: Callable[[Sequence[str]], None] | None = None) -> None:
         super().__init__()
-        self.on_flush = on_flush
+        self.on_written = on_written
         self._lock = threading.Lock()
         self._outstanding = 0  # put but not yet written
         self.store = store
@@ -39,6 +52,7 @@ class Completer(Service):
         self._queue: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self._pending: list[Outcome] = []
         self.written = 0
+        self.refused = 0
 
     @property
     def outstanding(self) -> int:
@@ -71,23 +85,55 @@ class Completer(Service):
         self.flush()
         return 0 if not self._queue.empty() else None
 
-    def flush(self) -> int:
-        """Write what is pending now; raise (keeping the batch) if the database refuses."""
+    def flush(self) -> None:
+        """Write what is pending now; raise (keeping what is unwritten) if the database is away."""
         self._gather(0)
-        written = 0
         while self._pending:
             batch = self._pending[: self.batch_size]
-            written += self.store.complete_many(self.worker_id, batch)
+            self._write(batch)
             del self._pending[: len(batch)]
-            self.written += len(batch)
-            with self._lock:
-                self._outstanding -= len(batch)
-            if self.on_flush is not None:
-                self.on_flush()
-        return written
+            self._done(batch)
+
+    def _write(self, batch: list[Outcome]) -> None:
+        try:
+            self.store.complete_many(self.worker_id, batch)
+            return
+        except (DatabaseError, InterfaceError) as exc:
+            if faults.transient(exc) or not self.store.answers():
+                raise  # an outage: keep the batch, the service retries with backoff
+            if len(batch) == 1:
+                self._refuse(batch[0], exc)
+                return
+        middle = len(batch) // 2
+        self._write(batch[:middle])
+        self._write(batch[middle:])
+
+    def _refuse(self, outcome: Outcome, exc: BaseException) -> None:
+        """The database will not store this outcome: fail its task alone, saying why."""
+        reason = f"{type(exc).__module__}.{type(exc).__qualname__}: {str(exc).strip()}"
+        logger.error("loom completer: the outcome of task %s cannot be stored (%s); the task fails",
+                     outcome.id, reason)
+        self.refused += 1
+        try:
+            self.store.rescue(timezone.now(), task_ids=[outcome.id], claimed_by=self.worker_id, retry=False,
+                              error_class="loom.exceptions.OutcomeNotStored",
+                              error_text=f"loom.exceptions.OutcomeNotStored: the run ended ({outcome.status}) "
+                                         f"but the database refused to store its outcome: {reason}\n")
+        except (DatabaseError, InterfaceError) as again:
+            if faults.transient(again) or not self.store.answers():
+                raise
+            # Not even the failure can be written: let go; its lease expires and it is rescued.
+            logger.error("loom completer: could not fail task %s either (%s)", outcome.id, again)
+
+    def _done(self, batch: Sequence[Outcome]) -> None:
+        self.written += len(batch)
+        with self._lock:
+            self._outstanding -= len(batch)
+        if self.on_written is not None:
+            self.on_written([o.id for o in batch])
 
     def on_stop(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STOP_DEADLINE
         while True:
             try:
                 self.flush()

@@ -16,7 +16,7 @@ from loom.store import Store
 from loom.worker.maintenance.pruner import Pruner
 from loom.worker.maintenance.rescuer import Rescuer
 from loom.worker.maintenance.scheduler import Scheduler
-from loom.worker.service import Service
+from loom.service import Service
 
 logger = logging.getLogger("loom.worker")
 

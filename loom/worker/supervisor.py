@@ -10,9 +10,12 @@ none inherits a database connection, a lock or a thread from the parent.
 The supervisor restarts a child that dies, at once rescuing the tasks it held (``WorkerLost``,
 retried while attempts remain) instead of waiting for their leases to expire; it kills a child
 whose task passed its hard time limit (``TimeLimitExceeded``); it restarts children that
-recycled themselves (``--max-tasks-per-child``, ``--max-memory-per-child``). SIGTERM/SIGINT are
-passed on once (graceful); a second signal is passed on again (the children stop fast); the
-supervisor itself exits when every child has. Children die with the supervisor (Linux
+recycled themselves (``--max-tasks-per-child``, ``--max-memory-per-child``). The first SIGTERM or
+SIGINT is passed on as SIGTERM (graceful: running tasks finish within ``--grace``); a second one
+as SIGUSR1 (the children stop fast); the supervisor itself exits when every child has. Children
+ignore SIGINT and treat any number of SIGTERMs as one graceful stop, so a stop that reaches every
+process (Ctrl-C in a terminal, systemd's default KillMode) means the same as one that reaches
+the supervisor only (docker, Kubernetes). Children die with the supervisor (Linux
 ``PR_SET_PDEATHSIG``), so a SIGKILL of the whole worker leaves no orphan running tasks.
 Signal handlers only set flags; ``run_once()`` does the work.
 """
@@ -74,7 +77,11 @@ class Child:
     restart_at: float | None = None
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _prepare_child() -> None:  # runs in the child between fork and exec
+    # A terminal's Ctrl-C reaches the whole process group; the supervisor hears it and forwards a
+    # graceful stop, so the child ignores SIGINT (inherited across exec: Python then installs no
+    # KeyboardInterrupt handler, not even during start-up).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
@@ -122,7 +129,7 @@ class Supervisor:
         env = dict(os.environ)
         env["DJANGO_SETTINGS_MODULE"] = settings.SETTINGS_MODULE
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
-        proc = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent, pass_fds=gate or ())
+        proc = subprocess.Popen(command, env=env, preexec_fn=_prepare_child, pass_fds=gate or ())
         logger.info("loom supervisor started child %s (pid %d, %s)", worker_id, proc.pid, spec.label)
         return Child(spec=spec, worker_id=worker_id, proc=proc, failures=failures)
 
@@ -187,10 +194,13 @@ class Supervisor:
     def run_once(self) -> bool:
         """Check the children once; False when the supervisor is done."""
         while self._forwarded < self._signals:
+            # The first stop signal asks the children to stop gracefully (SIGTERM: running tasks
+            # finish within --grace); a later one is a deliberate "stop now" (SIGUSR1).
+            sig = signal.SIGTERM if self._forwarded == 0 else signal.SIGUSR1
             self._forwarded += 1
             for child in self.children:
                 if child.proc.poll() is None:
-                    child.proc.send_signal(signal.SIGTERM)
+                    child.proc.send_signal(sig)
         for child in self.children:
             code = child.proc.poll()
             if code is None:
@@ -273,7 +283,7 @@ class Supervisor:
             child = by_worker[worker_id]
             logger.error("loom task %s passed its hard time limit (%gs): killing child %s",
                          task_id, hard, worker_id)
-            self.store.rescue(now, task_ids=[str(task_id)],
+            self.store.rescue(now, task_ids=[str(task_id)], claimed_by=worker_id,
                               error_class=f"{TimeLimitExceeded.__module__}.{TimeLimitExceeded.__qualname__}",
                               error_text=f"loom.exceptions.TimeLimitExceeded: the task ran past its hard "
                                          f"time limit of {hard:g}s; its process was killed.\n")

@@ -7,7 +7,8 @@ long ``time.sleep``, a socket read without timeout) sees it only when that call 
 is why the hard limit (the supervisor kills the process) exists. Coroutines get the soft limit
 from ``asyncio.timeout`` in ``execution`` and are cancelled with ``Task.cancel()``.
 
-Cancel requests are read from the database every ``cancel_interval`` seconds.
+Cancel requests are read from the database every ``cancel_interval`` seconds. The watchdog
+talks to InFlight (which tasks run where), never to the Worker.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 
 from loom.exceptions import TaskCancelled, TimeLimitExceeded
 from loom.store import Store
-from loom.worker.service import Service
+from loom.service import Service
 
 # Seconds between two looks at the table for cancel requests.
 DEFAULT_CANCEL_INTERVAL = 1.0
@@ -35,12 +36,14 @@ def interrupt_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
 
 class Watchdog(Service):
     name = "watchdog"
+    max_retry_delay = 1.0  # soft limits keep being enforced while the database is away
 
-    def __init__(self, worker, store: Store, *, interval: float = 0.1,
+    def __init__(self, inflight, worker_id: str, store: Store, *, interval: float = 0.1,
                  cancel_interval: float = DEFAULT_CANCEL_INTERVAL,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self.worker = worker
+        self.inflight = inflight
+        self.worker_id = worker_id
         self.store = store
         self.interval = interval
         self.cancel_interval = cancel_interval
@@ -49,12 +52,12 @@ class Watchdog(Service):
 
     def run_once(self) -> float:
         now = self.clock()
-        for task_id in self.worker.overdue_sync_tasks(now):
-            self.worker.interrupt(task_id, TimeLimitExceeded)
+        for task_id in self.inflight.overdue(now):
+            self.inflight.interrupt(task_id, TimeLimitExceeded)
         if now >= self._next_cancel_check:
             self._next_cancel_check = now + self.cancel_interval
-            for task_id in self.store.cancelled(self.worker.id):
-                self.worker.cancel_running(task_id)
+            for task_id in self.store.cancelled(self.worker_id):
+                self.inflight.cancel(task_id)
         return self.interval
 
 

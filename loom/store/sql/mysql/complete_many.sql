@@ -1,6 +1,6 @@
 -- name: complete_many
 -- See postgresql/complete_many.sql. MariaDB joins a derived table of UNION ALL rows instead.
--- row: SELECT %s AS id, %s AS status, %s AS finished_at, %s AS available_at, %s AS return_value, %s AS errors
+-- row: SELECT %s AS id, %s AS status, %s AS finished_at, %s AS available_at, %s AS return_value, %s AS errors, %s AS attempt
 -- join: UNION ALL
 UPDATE loom_task AS t
 JOIN ({rows}) AS v ON t.id = v.id
@@ -11,4 +11,4 @@ SET t.status = v.status,
     t.errors = v.errors,
     t.claimed_by = NULL,
     t.lease_expires_at = NULL
-WHERE t.claimed_by = %s AND t.status = 'RUNNING'
+WHERE t.claimed_by = %s AND t.status = 'RUNNING' AND t.attempts = v.attempt

@@ -1,5 +1,5 @@
 -- name: release
--- See postgresql/release.sql.
+-- See postgresql/release.sql. MariaDB assigns left to right: attempts changes last.
 UPDATE loom_task
 SET status = 'READY',
     claimed_by = NULL,
@@ -8,4 +8,4 @@ SET status = 'READY',
     last_attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempted_at END,
     worker_ids = JSON_REMOVE(worker_ids, CONCAT('$[', JSON_LENGTH(worker_ids) - 1, ']')),
     attempts = attempts - 1
-WHERE id IN ({ids}) AND claimed_by = %(worker)s AND status = 'RUNNING'
+WHERE claimed_by = %(worker)s AND status = 'RUNNING' AND {where}

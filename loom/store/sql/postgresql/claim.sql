@@ -1,25 +1,27 @@
 -- name: claim
--- Claims up to %(limit)s due READY rows for one worker in one statement.
+-- Claims up to %(limit)s due READY rows for one worker in one statement and returns what the
+-- worker needs to run them: one round trip, and the rows the worker acts on are the rows the
+-- statement changed (never a second read that a dropped connection could lose).
 -- The CTE is an optimisation fence: the planner cannot update more rows than the LIMIT picked,
 -- and SKIP LOCKED lets many workers claim side by side without waiting on each other.
 -- Appending to worker_ids here (not at completion) makes context.attempt 1 on the first run and
 -- keeps the count right even when the worker dies mid-run.
 WITH due AS (
-    SELECT id
+    SELECT id AS due_id
     FROM loom_task
     WHERE status = 'READY' {queue_filter} AND available_at <= %(now)s
     ORDER BY priority DESC, available_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-UPDATE loom_task AS t
+UPDATE loom_task
 SET status = 'RUNNING',
     claimed_by = %(worker)s,
     lease_expires_at = %(lease)s,
-    attempts = t.attempts + 1,
-    started_at = COALESCE(t.started_at, %(now)s),
+    attempts = attempts + 1,
+    started_at = COALESCE(started_at, %(now)s),
     last_attempted_at = %(now)s,
-    worker_ids = t.worker_ids || to_jsonb(%(worker)s::text)
+    worker_ids = worker_ids || to_jsonb(%(worker)s::text)
 FROM due
-WHERE t.id = due.id
-RETURNING t.*
+WHERE id = due_id
+RETURNING {columns}

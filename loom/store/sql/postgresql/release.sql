@@ -1,6 +1,8 @@
 -- name: release
 -- Puts claimed-but-unstarted rows back to READY as if the claim never happened, and wakes the
--- other workers (NOTIFY is delivered when this transaction commits).
+-- other workers (NOTIFY is delivered when this transaction commits). {where} names the rows:
+-- the ids a stopping worker took back, or every row of this worker except those it holds (rows
+-- whose claim reply was lost with a connection: they were never started).
 WITH released AS (
     UPDATE loom_task
     SET status = 'READY',
@@ -10,7 +12,7 @@ WITH released AS (
         started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
         last_attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempted_at END,
         worker_ids = worker_ids - (-1)
-    WHERE id = ANY(%(ids)s::uuid[]) AND claimed_by = %(worker)s AND status = 'RUNNING'
+    WHERE claimed_by = %(worker)s AND status = 'RUNNING' AND {where}
     RETURNING queue_name
 )
 SELECT pg_notify('loom', queue_name) FROM (SELECT DISTINCT queue_name FROM released) AS q

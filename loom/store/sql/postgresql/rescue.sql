@@ -1,15 +1,23 @@
 -- name: rescue
--- Ends the attempt of RUNNING rows whose worker is gone ({where}: expired lease, or a worker
--- known dead, or one task that overran its hard limit): back to READY while attempts remain,
--- else FAILED. The attempt stays counted and the reason is appended to errors, so a task that
--- kills its worker every time cannot loop forever. Wakes workers for the READY ones.
+-- Ends the attempt of RUNNING rows whose run is over without an outcome ({where}: an expired
+-- lease, a worker known dead, named tasks past their hard limit, or a run whose outcome could not
+-- be stored): back to READY while attempts remain and %(retry)s allows, else FAILED. The attempt
+-- stays counted and the reason is appended to errors as one attempt entry (attempt, worker,
+-- start, end), so a task that kills its worker every time cannot loop forever. errors is a json
+-- column kept verbatim, so the entry is appended as text. Wakes workers for the READY ones.
 WITH rescued AS (
     UPDATE loom_task
-    SET status = CASE WHEN attempts < max_attempts + %(extra)s THEN 'READY' ELSE 'FAILED' END,
-        finished_at = CASE WHEN attempts < max_attempts + %(extra)s THEN NULL ELSE %(now)s END,
+    SET status = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s THEN 'READY' ELSE 'FAILED' END,
+        finished_at = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s THEN NULL ELSE %(now)s END,
         available_at = %(now)s,
-        errors = errors || jsonb_build_array(jsonb_build_object(
-            'exception_class_path', %(error_class)s::text, 'traceback', %(error_text)s::text)),
+        errors = (left(rtrim(errors::text), -1)
+                  || CASE WHEN json_array_length(errors) = 0 THEN '' ELSE ',' END
+                  || json_build_object('exception_class_path', %(error_class)s::text,
+                                       'traceback', %(error_text)s::text,
+                                       'attempt', attempts, 'worker_id', claimed_by,
+                                       'started_at', last_attempted_at,
+                                       'finished_at', %(now)s::timestamptz)::text
+                  || ']')::json,
         claimed_by = NULL,
         lease_expires_at = NULL,
         cancel_requested = FALSE

@@ -1,6 +1,7 @@
 -- name: claim
 -- One UPDATE ... RETURNING in autocommit: SQLite takes the write lock for the whole statement,
--- so the inner SELECT and the UPDATE are atomic (the equivalent of BEGIN IMMEDIATE).
+-- so the inner SELECT and the UPDATE are atomic (the equivalent of BEGIN IMMEDIATE), and the
+-- worker runs exactly the rows the statement returned (see postgresql/claim.sql).
 UPDATE loom_task
 SET status = 'RUNNING',
     claimed_by = %(worker)s,
@@ -16,4 +17,4 @@ WHERE id IN (
     ORDER BY priority DESC, available_at, id
     LIMIT %(limit)s
 )
-RETURNING *
+RETURNING {columns}

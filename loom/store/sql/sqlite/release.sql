@@ -8,4 +8,4 @@ SET status = 'READY',
     started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
     last_attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempted_at END,
     worker_ids = json_remove(worker_ids, '$[#-1]')
-WHERE id IN ({ids}) AND claimed_by = %(worker)s AND status = 'RUNNING'
+WHERE claimed_by = %(worker)s AND status = 'RUNNING' AND {where}

@@ -1,0 +1,36 @@
+"""The one JSON codec for what loom stores: task arguments, return values and errors.
+
+Encoding is strict (``allow_nan=False``: no NaN or Infinity, which no database's JSON accepts)
+and ASCII-only (``ensure_ascii``): every character outside ASCII, including NUL and lone
+surrogates that no database text type can hold, travels as a ``\\uXXXX`` escape. The stored text
+is kept verbatim (a ``json`` column on PostgreSQL, text elsewhere; see ``loom.models.JSONText``),
+so a value reads back exactly as Django's ImmediateBackend would return it: ``1e16`` stays a
+float, ``"\\u0000"`` stays a NUL, on every database.
+
+Decoding is plain ``json.loads``. Nothing here knows about the database.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.utils.json import normalize_json
+
+_encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
+def dumps(value: Any) -> str:
+    """Encode a value already made of JSON types; ValueError/TypeError if it is not one."""
+    return _encoder.encode(value)
+
+
+def loads(text: str | bytes) -> Any:
+    return json.loads(text)
+
+
+def normalize(value: Any) -> tuple[Any, str]:
+    """Django's JSON normalisation (tuples become lists, ...) and its encoding, in one pass:
+    what the task will see and what is stored. Raises TypeError/ValueError for non-JSON."""
+    normalized = normalize_json(value)
+    return normalized, dumps(normalized)

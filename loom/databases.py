@@ -1,0 +1,113 @@
+"""How loom's own processes use Django's database connections.
+
+A worker process owns the connections it opens, so it configures them for a life of many
+threads writing to one database, whatever ``DATABASES`` says (``prepare_worker``, called once at
+start-up, before any connection opens):
+
+- **SQLite** (``startproject``'s default, no OPTIONS: DEFERRED transactions, a 5 s busy timeout):
+  a transaction that reads and then writes while another connection writes fails at once with
+  "database is locked" (SQLite cannot wait there without risking a deadlock). The worker's
+  connections begin every transaction as a writer (``transaction_mode = "IMMEDIATE"``), so they
+  queue for the write lock instead, with a long busy timeout (``SQLITE_TIMEOUT``). The database
+  file is switched to WAL once (a persistent property of the file: readers, including the web
+  process, no longer wait for writers) unless ``OPTIONS["SQLITE_WAL"]`` is False. Settings the user
+  wrote explicitly are kept.
+- **Every database**: Django's health check runs before the first query of each task on a
+  connection kept from an earlier task (``CONN_MAX_AGE`` > 0), so a connection that died while
+  idle is replaced instead of failing the task, as Django does around each request.
+
+Each worker service labels its thread's PostgreSQL connections (``application_name`` = "loom
+fetcher", ...), so ``pg_stat_activity`` shows which part of a worker holds which connection. The
+label is sent when the connection opens: no extra statement, and safe behind a pooler.
+
+The web process keeps the user's settings; the system check ``loom.W003`` says what to set there.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from django.db import connections
+
+logger = logging.getLogger("loom.worker")
+
+# Seconds a worker's SQLite connection waits for the write lock before "database is locked".
+SQLITE_TIMEOUT = 60.0
+# Longest application_name PostgreSQL keeps.
+MAX_APPLICATION_NAME = 63
+
+
+def prepare_worker(wal: bool = True) -> None:
+    """Configure every alias's connections in this worker process (call before any opens)."""
+    for alias in connections:
+        settings = connections.settings[alias]
+        settings["CONN_HEALTH_CHECKS"] = True
+        if settings["ENGINE"].endswith("sqlite3"):
+            options = settings.setdefault("OPTIONS", {})
+            options.setdefault("transaction_mode", "IMMEDIATE")
+            options.setdefault("timeout", SQLITE_TIMEOUT)
+            if wal:
+                _use_wal(alias, settings["NAME"], options["timeout"])
+    for conn in connections.all(initialized_only=True):
+        conn.close()  # reopened with the settings above
+
+
+def _use_wal(alias: str, name, timeout: float) -> None:
+    path = str(name)
+    if not path or path == ":memory:" or "mode=memory" in path:
+        return
+    try:
+        with sqlite3.connect(path, timeout=timeout) as raw:
+            mode = raw.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        raw.close()
+    except sqlite3.Error as exc:
+        logger.warning("loom: could not switch SQLite database %r to WAL (%s); readers will wait "
+                       "for writers", alias, exc)
+        return
+    if str(mode).lower() != "wal":
+        logger.warning("loom: SQLite database %r stays in journal mode %r (WAL refused)", alias, mode)
+
+
+def labelled(alias: str, role: str):
+    """A new connection object for ``alias`` that names itself "loom <role>" on PostgreSQL."""
+    wrapper = connections.create_connection(alias)
+    settings = connections.settings[alias]
+    if "postgresql" in settings["ENGINE"]:
+        options = dict(settings.get("OPTIONS") or {})
+        own = options.get("application_name")
+        options["application_name"] = (f"{own} (loom {role})" if own else f"loom {role}")[:MAX_APPLICATION_NAME]
+        wrapper.settings_dict = {**settings, "OPTIONS": options}
+    return wrapper
+
+
+def label_thread(role: str) -> None:
+    """Name this thread's PostgreSQL connections after the loom part that uses them."""
+    for alias in connections:
+        if "postgresql" not in connections.settings[alias]["ENGINE"]:
+            continue
+        current = getattr(connections._connections, alias, None)
+        if current is not None and current.connection is not None:
+            continue  # already connected under another name: leave it
+        connections[alias] = labelled(alias, role)
+
+
+def close_broken() -> None:
+    """Close this thread's connections after an error, so the next call reconnects cleanly
+    (a connection inside a transaction is left to its owner)."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            try:
+                conn.close()
+            except Exception:
+                conn.connection = None
+
+
+def json_as_text(sender, connection, **kwargs) -> None:
+    """``connection_created`` receiver: PostgreSQL ``json`` columns arrive as text, as Django
+    has ``jsonb`` arrive, so ``JSONText`` decodes each value exactly once (psycopg would decode
+    it first, and a JSON string would then be decoded twice)."""
+    if connection.vendor == "postgresql":
+        from psycopg.types.string import TextLoader
+
+        connection.connection.adapters.register_loader("json", TextLoader)

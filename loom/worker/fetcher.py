@@ -1,0 +1,83 @@
+"""Fetcher: claims due tasks in batches and hands them to InFlight; sleeps until woken.
+
+``run_once()`` claims ``min(room, BATCH_SIZE)`` rows in one statement (room: free slots plus
+prefetch, from InFlight) and dispatches them. It runs again at once while claims come back full,
+and otherwise waits until a notifier or a finishing task wakes it, the next deferred task is
+due, or ``POLL_INTERVAL`` passes (MariaDB, which has no wake-up signal, polls from ``MIN_POLL``
+up). With ``burst`` it sets ``drained`` once nothing is due and nothing is held.
+
+A claim that raised may still have committed (the connection dropped after the statement ran):
+before the next claim the fetcher releases every row claimed by this worker that InFlight does
+not hold, so such rows run at once instead of waiting for their lease to expire. Refuses: running
+tasks, writing outcomes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from loom.conf import Options
+from loom.service import Service
+from loom.store import Store
+from loom.worker.inflight import InFlight
+
+# Fastest idle poll for databases without a wake-up signal (MariaDB/MySQL), in seconds.
+MIN_POLL = 0.01
+
+
+class Fetcher(Service):
+    name = "fetcher"
+    max_retry_delay = 2.0
+
+    def __init__(self, store: Store, worker_id: str, queues: Sequence[str] | None, config: Options,
+                 inflight: InFlight, clock: Callable[[], datetime], *, notified: bool, burst: bool = False) -> None:
+        super().__init__()
+        self.store = store
+        self.worker_id = worker_id
+        self.queues = queues
+        self.config = config
+        self.inflight = inflight
+        self.clock = clock
+        self.notified = notified  # a notifier wakes us: idle waits can be long
+        self.burst = burst
+        self.drained = threading.Event()
+        self.claimed = 0
+        self.last_tick = time.monotonic()  # for health checks: the loop is alive
+        self._orphans_possible = False
+        self._idle_delay = MIN_POLL
+
+    def run_once(self) -> float | None:
+        self.last_tick = time.monotonic()
+        room = self.inflight.room()
+        if room == 0:
+            return self.config.poll_interval  # a finishing task wakes us sooner
+        if self._orphans_possible:
+            self.store.release_orphans(self.worker_id, self.inflight.held_ids())
+            self._orphans_possible = False
+        limit = min(room, self.config.batch_size)
+        now = self.clock()
+        self._orphans_possible = True  # until the claim's rows are in InFlight's hands
+        claimed = self.store.claim(self.worker_id, self.queues, limit, now,
+                                   now + timedelta(seconds=self.config.lease_seconds))
+        self.inflight.dispatch(claimed)
+        self._orphans_possible = False
+        self.claimed += len(claimed)
+        if claimed:
+            self._idle_delay = MIN_POLL
+            return 0  # there may be more due right now
+        if self.burst and self.inflight.idle():
+            self.drained.set()
+            return None
+        timeout = self._idle_timeout()
+        self._idle_delay = min(self._idle_delay * 2, self.config.poll_interval)
+        return timeout
+
+    def _idle_timeout(self) -> float:
+        timeout = self.config.poll_interval if self.notified else self._idle_delay
+        due = self.store.next_available_at(self.queues)
+        if due is not None:
+            timeout = min(timeout, max((due - self.clock()).total_seconds(), 0.0) + 0.001)
+        return timeout

@@ -1,0 +1,229 @@
+"""InFlight: every task this worker holds, from its claim until its outcome is written.
+
+It owns dispatch (sync tasks to the thread executor, coroutines to the event loop), the hand-off
+of each outcome to the completer, cancels and interrupts (the watchdog asks it, never the
+Worker), and the answer to "how much more should the fetcher claim" (free slots plus an adaptive
+prefetch). A task is *held* from claim until the completer wrote its outcome (or it was released
+at shutdown): the heartbeat renews the leases of held tasks and of nothing else, and the fetcher
+releases rows claimed by this worker that are not held (a claim whose reply was lost).
+
+Refuses: any database access (the completer writes, the heartbeat renews), and running tasks
+itself. Callbacks run on executor threads; state is guarded by one lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+
+from loom.events.tasks import publish_cancelled
+from loom.exceptions import TaskCancelled
+from loom.execution import aexecute, cancelled, execute, is_async
+from loom.executors.asyncio import AsyncExecutor
+from loom.executors.threads import ThreadExecutor
+from loom.records import ClaimedTask, Outcome
+from loom.worker.watchdog import interrupt_thread
+
+logger = logging.getLogger("loom.worker")
+
+# Seconds of work (at the current task run time) a worker holds beyond its busy threads.
+PREFETCH_HORIZON = 0.02
+
+
+class InFlight:
+    def __init__(self, *, executor: ThreadExecutor, loop: AsyncExecutor, async_limit: int,
+                 batch_size: int, prefetch: int | None, hand_off: Callable[[Outcome], None],
+                 on_done: Callable[[], None]) -> None:
+        self.executor = executor
+        self.loop = loop
+        self.threads = executor.size
+        self.capacity = self.threads + async_limit
+        self.batch_size = batch_size
+        # Tasks claimed beyond free threads, waiting in this worker (put back on shutdown). None:
+        # adapt to how long tasks take (see _adapt_prefetch); a number: fixed.
+        self._fixed_prefetch = prefetch
+        self.prefetch = self.threads if prefetch is None else prefetch
+        self._avg_runtime: float | None = None
+        self.hand_off = hand_off  # the completer's put()
+        self.on_done = on_done  # after each finished run (wake the fetcher, check recycling)
+
+        self._lock = threading.Lock()
+        self._held: set[str] = set()
+        self._running: dict[str, Future] = {}
+        self._async_ids: set[str] = set()
+        self._sync_running = 0
+        self._threads_by_task: dict[str, tuple[int, float, float | None]] = {}  # id -> (thread, start, timeout)
+        self._interrupted: set[str] = set()
+        self._cancelling: set[str] = set()
+        self._to_release: list[str] = []
+        self._closed = False
+        self._changed = threading.Condition(self._lock)
+        self.finished = 0
+        self.stop_requested = False  # a task raised KeyboardInterrupt: the process should stop
+
+    # -- claiming ------------------------------------------------------------------------------
+
+    def room(self) -> int:
+        """How many more tasks to claim now: free slots plus a small prefetch, so a claim fetches
+        a batch while the running ones finish instead of one task per freed slot."""
+        with self._lock:
+            sync_room = self.threads + self.prefetch - self._sync_running
+            total_room = self.capacity + self.prefetch - len(self._running)
+            room = max(0, min(sync_room, total_room))
+            starving = self._sync_running < self.threads
+        # With work still queued locally, wait until half the prefetch is free: fewer, larger claims.
+        return room if starving or room >= max(1, self.prefetch // 2) else 0
+
+    def dispatch(self, claimed: Sequence[ClaimedTask]) -> None:
+        for task in claimed:
+            with self._lock:
+                self._held.add(task.id)
+                if self._closed:
+                    self._to_release.append(task.id)
+                    continue
+            if is_async(task):
+                future = self.loop.submit(aexecute, task)
+                with self._lock:
+                    self._running[task.id] = future
+                    self._async_ids.add(task.id)
+            else:
+                with self._lock:
+                    self._sync_running += 1
+                future = self.executor.submit(self._run_sync, task)
+                with self._lock:
+                    self._running[task.id] = future
+                future.add_done_callback(self._sync_done)
+            future.add_done_callback(lambda f, task=task: self._done(task, f))
+
+    def held_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._held)
+
+    def written(self, ids: Sequence[str]) -> None:
+        """The completer wrote these outcomes: the tasks are no longer held."""
+        with self._lock:
+            self._held.difference_update(ids)
+            self._changed.notify_all()
+
+    def idle(self) -> bool:
+        """Nothing running and nothing waiting to be written."""
+        with self._lock:
+            return not self._held
+
+    # -- running -------------------------------------------------------------------------------
+
+    def _run_sync(self, claimed: ClaimedTask) -> Outcome:
+        with self._lock:
+            self._threads_by_task[claimed.id] = (threading.get_ident(), time.monotonic(), claimed.timeout)
+        try:
+            return execute(claimed)
+        finally:
+            with self._lock:  # under the lock: the watchdog cannot interrupt a finished run
+                _, started, _ = self._threads_by_task.pop(claimed.id)
+                self._adapt_prefetch(time.monotonic() - started)
+
+    def _adapt_prefetch(self, runtime: float) -> None:
+        """Short tasks: hold enough claimed work to cover a claim round trip (up to a batch), so
+        the threads never wait on the database. Long tasks: hold little, so other workers get
+        the rest. Called under the lock."""
+        avg = runtime if self._avg_runtime is None else 0.9 * self._avg_runtime + 0.1 * runtime
+        self._avg_runtime = avg
+        if self._fixed_prefetch is None:
+            wanted = int(self.threads * PREFETCH_HORIZON / max(avg, 1e-4))
+            self.prefetch = max(1, min(self.batch_size, wanted))
+
+    def _sync_done(self, future: Future) -> None:
+        with self._lock:
+            self._sync_running -= 1
+
+    def _done(self, claimed: ClaimedTask, future: Future) -> None:
+        outcome: Outcome | None = None
+        with self._lock:
+            was_cancelled = claimed.id in self._cancelling
+            self._cancelling.discard(claimed.id)
+            self._interrupted.discard(claimed.id)
+        if was_cancelled and (future.cancelled() or future.exception() is not None
+                              or future.result().status != "SUCCESSFUL"):
+            outcome = cancelled(claimed)
+            publish_cancelled([claimed])
+        elif not future.cancelled():
+            exc = future.exception()
+            if exc is None:
+                outcome = future.result()
+            elif isinstance(exc, KeyboardInterrupt):
+                self.stop_requested = True  # a task asked the process to stop: do so, put it back
+            else:
+                logger.error("loom worker: internal error running %s", claimed.id, exc_info=exc)
+        with self._lock:
+            if self._closed:
+                return  # shutdown already decided this task's fate
+            if outcome is not None:
+                # Hand the outcome over before the task leaves _running, so no one (a --burst
+                # run deciding it is done) sees it neither running nor waiting to be written.
+                self.hand_off(outcome)
+                self.finished += 1
+            else:
+                self._to_release.append(claimed.id)
+            self._running.pop(claimed.id, None)
+            self._async_ids.discard(claimed.id)
+            self._changed.notify_all()
+        self.on_done()
+
+    # -- watchdog: time limits and cancels ---------------------------------------------------
+
+    def overdue(self, now: float) -> list[str]:
+        """Sync tasks past their soft time limit that were not interrupted yet."""
+        with self._lock:
+            return [task_id for task_id, (_, start, timeout) in self._threads_by_task.items()
+                    if timeout is not None and now - start > timeout and task_id not in self._interrupted]
+
+    def interrupt(self, task_id: str, exc_type: type[BaseException]) -> None:
+        with self._lock:
+            entry = self._threads_by_task.get(task_id)
+            if entry is not None and task_id not in self._interrupted:
+                self._interrupted.add(task_id)
+                interrupt_thread(entry[0], exc_type)
+
+    def cancel(self, task_id: str) -> None:
+        """Stop a run an operator cancelled; _done() records it as CANCELLED."""
+        with self._lock:
+            future = self._running.get(task_id)
+            if future is None or task_id in self._cancelling:
+                return
+            self._cancelling.add(task_id)
+            is_coroutine = task_id in self._async_ids
+        if is_coroutine or future.cancel():
+            if is_coroutine:
+                future.cancel()
+            return
+        self.interrupt(task_id, TaskCancelled)
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    def take_back_unstarted(self) -> None:
+        """Cancel sync tasks queued but not started; _done() marks them for release."""
+        with self._lock:
+            pending = [f for i, f in self._running.items() if i not in self._async_ids]
+        for future in pending:
+            future.cancel()
+
+    def wait_finished(self, deadline: float, give_up: Callable[[], bool]) -> None:
+        """Wait until nothing runs, ``deadline`` (time.monotonic()) passes, or ``give_up()``."""
+        with self._lock:
+            while self._running and not give_up():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._changed.wait(min(remaining, 0.05))
+
+    def close(self) -> tuple[list[str], list[str]]:
+        """Stop accepting outcomes; return (still running, to release). Later completions of
+        the still-running ones are ignored: the caller rescues them."""
+        with self._lock:
+            self._closed = True
+            abandoned = list(self._running)
+            release, self._to_release = self._to_release, []
+            return abandoned, release
