@@ -2,6 +2,9 @@
 
 from django.core import checks
 
+# Set by `manage.py loom worker`: checks about the web process's settings do not apply there.
+in_worker = False
+
 
 @checks.register(checks.Tags.database)
 def check_database_vendor(app_configs=None, databases=None, **kwargs):
@@ -25,4 +28,39 @@ def check_database_vendor(app_configs=None, databases=None, **kwargs):
                     id="loom.E002",
                 )
             )
+    return messages
+
+
+@checks.register()
+def check_sqlite_transactions(app_configs=None, **kwargs):
+    """SQLite with DEFERRED transactions (Django's default) in the web process: a transaction that
+    reads and then writes fails at once with "database is locked" while a worker writes. The
+    worker configures its own connections (loom.databases); only the user can configure the web's."""
+    from django.db import connections
+    from django.tasks import task_backends
+
+    from loom.backends.database import DatabaseBackend
+
+    if in_worker:
+        return []
+    messages = []
+    seen = set()
+    for backend in task_backends.all():
+        if not isinstance(backend, DatabaseBackend):
+            continue
+        alias = backend.config.database
+        if alias in seen or alias not in connections.settings:
+            continue
+        seen.add(alias)
+        settings = connections.settings[alias]
+        mode = (settings.get("OPTIONS") or {}).get("transaction_mode")
+        if settings["ENGINE"].endswith("sqlite3") and str(mode).upper() not in ("IMMEDIATE", "EXCLUSIVE"):
+            messages.append(checks.Warning(
+                f"Database {alias!r} is SQLite with DEFERRED transactions: in this process, a transaction "
+                "that reads and then writes fails at once with 'database is locked' whenever a loom "
+                "worker (or anything else) is writing.",
+                hint=f"Add \"OPTIONS\": {{\"transaction_mode\": \"IMMEDIATE\", \"timeout\": 20}} to "
+                     f"DATABASES[{alias!r}]. loom's worker already runs its own connections that way.",
+                id="loom.W003",
+            ))
     return messages

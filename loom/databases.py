@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 
 from django.db import connections
 
@@ -34,6 +35,8 @@ logger = logging.getLogger("loom.worker")
 
 # Seconds a worker's SQLite connection waits for the write lock before "database is locked".
 SQLITE_TIMEOUT = 60.0
+# Seconds a worker keeps trying to switch a busy SQLite file to WAL at start-up.
+WAL_SWITCH_TIMEOUT = 10.0
 # Longest application_name PostgreSQL keeps.
 MAX_APPLICATION_NAME = 63
 
@@ -54,17 +57,25 @@ def prepare_worker(wal: bool = True) -> None:
 
 
 def _use_wal(alias: str, name, timeout: float) -> None:
+    """Switching needs a moment with no lock held on the file: a busy database is retried."""
     path = str(name)
     if not path or path == ":memory:" or "mode=memory" in path:
         return
-    try:
-        with sqlite3.connect(path, timeout=timeout) as raw:
+    deadline = time.monotonic() + WAL_SWITCH_TIMEOUT
+    while True:
+        raw = sqlite3.connect(path, timeout=timeout)
+        try:
             mode = raw.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        raw.close()
-    except sqlite3.Error as exc:
-        logger.warning("loom: could not switch SQLite database %r to WAL (%s); readers will wait "
-                       "for writers", alias, exc)
-        return
+            break
+        except sqlite3.OperationalError as exc:
+            if time.monotonic() > deadline:
+                logger.warning("loom: SQLite database %r stays in its journal mode: the switch to WAL "
+                               "found it busy for %gs (%s); readers will wait for writers",
+                               alias, WAL_SWITCH_TIMEOUT, exc)
+                return
+            time.sleep(0.05)
+        finally:
+            raw.close()
     if str(mode).lower() != "wal":
         logger.warning("loom: SQLite database %r stays in journal mode %r (WAL refused)", alias, mode)
 

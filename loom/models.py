@@ -61,14 +61,16 @@ class ClaimIndex(models.Index):
 
 class JSONText(models.JSONField):
     """JSON stored as the exact text ``loom.codec`` wrote: a ``json`` column on PostgreSQL (kept
-    verbatim, where ``jsonb`` would turn ``1e16`` into an integer and refuse ``\\u0000``), text on
-    SQLite and MariaDB as before. Values round-trip exactly as Django's ImmediateBackend returns
-    them, on every database. JSON lookups (``args__0``) are not supported on these columns."""
+    verbatim, where ``jsonb`` would turn ``1e16`` into an integer and refuse ``\\u0000``), plain
+    text on SQLite and MariaDB (whose JSON check refuses a lone surrogate's escape). Values
+    round-trip exactly as Django's ImmediateBackend returns them, on every database. JSON lookups
+    (``args__0``) are not supported on these columns."""
 
     def db_type(self, connection):
-        if connection.vendor == "postgresql":
-            return "json"
-        return super().db_type(connection)
+        return {"postgresql": "json", "mysql": "longtext"}.get(connection.vendor, "text")
+
+    def db_check(self, connection):
+        return None  # the codec wrote it; a database's JSON check would refuse some of it
 
     def get_db_prep_value(self, value, connection, prepared=False):
         if value is None:

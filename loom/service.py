@@ -29,6 +29,42 @@ logger = logging.getLogger("loom.worker")
 REPEAT_LOG = 60.0
 
 
+class Outage:
+    """Logs a run of failures of one part of a worker once: when it starts, at most every
+    REPEAT_LOG seconds while it lasts, and when it ends; and says how long to wait next."""
+
+    def __init__(self, name: str, min_delay: float = 0.1, max_delay: float = 5.0) -> None:
+        self.name = name
+        self.min_delay = min_delay
+        self.max_delay = max_delay
+        self.failures = 0  # in a row
+        self.since: float | None = None  # time.monotonic() of the first of them
+        self._logged_at = 0.0
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failure; return the seconds to wait before trying again."""
+        now = time.monotonic()
+        self.failures += 1
+        if self.failures == 1:
+            self.since = now
+        if self.failures == 1 or now - self._logged_at >= REPEAT_LOG:
+            self._logged_at = now
+            still = "" if self.failures == 1 else f" (still, {now - self.since:.0f}s, {self.failures} tries)"
+            if isinstance(exc, (DatabaseError, InterfaceError)) or faults.transient(exc):
+                logger.warning("loom %s: database unavailable%s: %s: %s; retrying until it answers",
+                               self.name, still, type(exc).__name__, _first_line(exc))
+            else:
+                logger.error("loom %s failed%s; retrying", self.name, still, exc_info=exc)
+        delay = min(self.min_delay * 2 ** (self.failures - 1), self.max_delay)
+        return delay * random.uniform(0.8, 1.2)
+
+    def recovered(self) -> None:
+        if self.failures:
+            logger.warning("loom %s: working again after %.1fs (%d failed tries)", self.name,
+                           time.monotonic() - (self.since or time.monotonic()), self.failures)
+            self.failures, self.since = 0, None
+
+
 class Service:
     name = "service"
     # Shortest and longest wait after run_once() raised, before trying again.
@@ -40,9 +76,17 @@ class Service:
         self._wake = threading.Event()
         self.ran = threading.Event()
         self._thread: threading.Thread | None = None
-        self.failures = 0  # consecutive failed calls of run_once()
-        self.failing_since: float | None = None  # time.monotonic() of the first of them
-        self._logged_at = 0.0
+        self.outage = Outage(self.name, self.min_retry_delay, self.max_retry_delay)
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failed calls of run_once()."""
+        return self.outage.failures
+
+    @property
+    def failing_since(self) -> float | None:
+        """time.monotonic() of the first of them (None while healthy)."""
+        return self.outage.since
 
     def run_once(self) -> float | None:
         raise NotImplementedError
@@ -76,29 +120,11 @@ class Service:
         try:
             delay = self.run_once()
         except Exception as exc:
-            return self._failed(exc)
-        if self.failures:
-            logger.warning("loom %s: working again after %.1fs (%d failed tries)", self.name,
-                           time.monotonic() - (self.failing_since or time.monotonic()), self.failures)
-            self.failures, self.failing_since = 0, None
+            delay = self.outage.failed(exc)
+            databases.close_broken()
+            return delay
+        self.outage.recovered()
         return delay
-
-    def _failed(self, exc: Exception) -> float:
-        now = time.monotonic()
-        self.failures += 1
-        if self.failures == 1:
-            self.failing_since = now
-        if self.failures == 1 or now - self._logged_at >= REPEAT_LOG:
-            self._logged_at = now
-            still = "" if self.failures == 1 else f" (still, {now - self.failing_since:.0f}s, {self.failures} tries)"
-            if isinstance(exc, (DatabaseError, InterfaceError)) or faults.transient(exc):
-                logger.warning("loom %s: database unavailable%s: %s: %s; retrying until it answers",
-                               self.name, still, type(exc).__name__, _first_line(exc))
-            else:
-                logger.error("loom %s failed%s; retrying", self.name, still, exc_info=exc)
-        databases.close_broken()
-        delay = min(self.min_retry_delay * 2 ** (self.failures - 1), self.max_retry_delay)
-        return delay * random.uniform(0.8, 1.2)
 
     def _loop(self) -> None:
         try:

@@ -55,12 +55,16 @@ def worker_env() -> dict[str, str]:
 
 
 class WorkerProcess:
-    """A real `manage.py loom worker` subprocess; stopped by the test that started it."""
+    """A real `manage.py loom worker` subprocess; stopped by the test that started it.
 
-    def __init__(self, *args: str) -> None:
+    ``env`` adds to the test run's environment; ``own_group`` starts it in a process group of
+    its own, so a test can signal the whole group as a terminal's Ctrl-C does."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, own_group: bool = False) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "django", "loom", "worker", *args],
-            cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT, env={**worker_env(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=own_group,
         )
         self.output: list[str] = []
 
@@ -86,16 +90,25 @@ class WorkerProcess:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
+            for pid in child_pids(self.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.proc.kill()
             self.proc.communicate()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
 
 
 @pytest.fixture
 def start_worker():
     started: list[WorkerProcess] = []
 
-    def start(*args: str) -> WorkerProcess:
-        worker = WorkerProcess(*args)
+    def start(*args: str, **kwargs) -> WorkerProcess:
+        worker = WorkerProcess(*args, **kwargs)
         started.append(worker)
         return worker
 
@@ -130,3 +143,58 @@ def child_pids(parent: int) -> list[int]:
         if int(fields[1]) == parent and fields[0] != "Z":
             found.append(int(entry))
     return found
+
+
+class PrivateDatabase:
+    """The suite's schema on a private PostgreSQL server the test may restart, as Django alias
+    ``alias`` in this process and as the "default" database of the workers it starts (``env``).
+    ``backend`` enqueues onto it under the backend name "default", as a web process would."""
+
+    def __init__(self, server, alias: str = "private") -> None:
+        from django.db import connections
+
+        from loom.backends.database import DatabaseBackend
+
+        self.server = server
+        self.alias = alias
+        self.name = "loom"
+        server.psql(f"CREATE DATABASE {self.name}")
+        base = dict(connections.settings["default"])
+        connections.settings[alias] = {**base, "HOST": server.host, "PORT": str(server.port), "NAME": self.name,
+                                       "TEST": {**base.get("TEST", {}), "NAME": self.name}}
+        from django.core.management import call_command
+
+        call_command("migrate", database=alias, verbosity=0)
+        from django.conf import settings
+
+        default = settings.TASKS["default"]
+        self.backend = DatabaseBackend("default", {**default, "OPTIONS": {**default.get("OPTIONS", {}),
+                                                                          "DATABASE": alias}})
+        self.env = {"LOOM_PG_HOST": server.host, "LOOM_PG_PORT": str(server.port), "LOOM_TEST_DB_NAME": self.name}
+
+    def close(self) -> None:
+        from django.db import connections
+
+        connections[self.alias].close()
+        del connections.settings[self.alias]
+
+
+@pytest.fixture
+def private_postgres(django_db_blocker):
+    """A private PostgreSQL server with the suite's schema (PostgreSQL runs only). Tests using it
+    talk to no other database, so they take no ``django_db`` mark: the server is theirs alone."""
+    if DB != "postgresql":
+        pytest.skip("uses PostgreSQL (the LOOM_TEST_DB=postgresql run)")
+    from tests.servers import PrivatePostgres
+
+    server = PrivatePostgres().start()
+    database = None
+    try:
+        django_db_blocker.unblock()
+        database = PrivateDatabase(server)
+        yield database
+    finally:
+        if database is not None:
+            database.close()
+        django_db_blocker.restore()
+        server.stop()

@@ -79,19 +79,21 @@ elif DB == "mysql":
         }
     }
 else:
+    # As `startproject` writes it: no OPTIONS (DEFERRED transactions, 5 s busy timeout). The
+    # worker tunes its own connections (loom.databases); the suite runs on the users' settings.
     _path = _test_name or os.path.join(tempfile.gettempdir(), f"loom-test-{os.getpid()}.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": _path,
-            "OPTIONS": {
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
             "TEST": {"NAME": _path},
         }
     }
+
+# A test that needs connections kept between tasks (CONN_MAX_AGE) sets this for its workers.
+if os.environ.get("LOOM_TEST_CONN_MAX_AGE"):
+    _age = os.environ["LOOM_TEST_CONN_MAX_AGE"]
+    DATABASES["default"]["CONN_MAX_AGE"] = None if _age == "none" else float(_age)
 
 TASKS = {
     "default": {

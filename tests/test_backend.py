@@ -121,6 +121,26 @@ def test_return_value_round_trips_as_json():
     assert none.status == TaskResultStatus.SUCCESSFUL and none.return_value is None
 
 
+# Values no database's JSON type holds as they are (NUL, a lone surrogate), one jsonb would
+# rewrite (1e16 -> an integer), and ordinary non-ASCII text.
+AWKWARD = ["a\x00b", "\ud800 lone", {"x": 1e16, "y": -0.0, "z": [1.5, "é", "\U0001f600"]}, "\\u0000"]
+
+
+def test_awkward_values_round_trip_as_immediate_backend_returns_them():
+    from django.tasks import task_backends
+    from django.utils.json import normalize_json
+
+    result = tasks.echo.enqueue(*AWKWARD, key=AWKWARD[2])
+    stored = tasks.echo.get_result(result.id)
+    assert stored.args == AWKWARD and stored.kwargs == {"key": AWKWARD[2]}
+    run_tasks()
+    value = tasks.echo.get_result(result.id).return_value
+    expected = normalize_json({"args": AWKWARD, "kwargs": {"key": AWKWARD[2]}})  # what ImmediateBackend returns
+    assert value == expected
+    assert isinstance(value["args"][2]["x"], float) and str(value["args"][2]["y"]) == "-0.0"
+    assert task_backends["default"].get_result(result.id).args[0] == "a\x00b"
+
+
 def test_failure_records_error_and_sends_finished_inside_except(received, caplog):
     result = tasks.fail.enqueue("kaput")
     with caplog.at_level(logging.ERROR, logger="django.tasks"):

@@ -1,106 +1,131 @@
-"""Chaos: SIGKILL worker children every second and the whole worker twice while 5,000 tasks
-run (and, on PostgreSQL, restart the database server once). Nothing may be lost: every task
-ends SUCCESSFUL, and a task that ran twice was in flight at a kill (its errors say WorkerLost)."""
+"""Chaos: real faults while thousands of tasks run, and nothing is lost, stuck or failed.
+
+Every ``KILL_EVERY`` seconds a random worker child is SIGKILLed; twice, the whole worker (the
+supervisor; its children die with it). On PostgreSQL the run uses a private server (never the
+machine's) and adds, every few seconds, ``pg_terminate_backend`` of every worker connection, and
+one restart of the server. The task is a plain ``@task`` (one attempt): whatever the faults do
+to a run is the infrastructure's to absorb (``LOST_RETRIES``).
+
+At the end: every task SUCCESSFUL, each body ran at least once, and a body ran more than once
+only for runs that were in flight at a fault: for each task, runs - 1 <= the attempts its errors
+record as lost (a killed worker, a dropped connection).
+
+``LOOM_CHAOS_TASKS`` sets the size (default 1,500; the issue's figures use 5,000).
+"""
 
 from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
-import subprocess
 import time
 from collections import Counter
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.db.utils import Error as DatabaseError
 from django.tasks import task_backends
 
 from loom.models import TaskRecord
-from tests.app import retry_tasks
+from tests.app import tasks
 from tests.app.models import Run
-from tests.conftest import child_pids, wait_until
+from tests.conftest import DB, child_pids, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-# 5,000 on SQLite and PostgreSQL (the issue's figure); MariaDB, which only polls, gets a shorter run.
-TASKS = int(os.environ.get("LOOM_CHAOS_TASKS", "1000" if os.environ.get("LOOM_TEST_DB") == "mysql" else "5000"))
-
-
-def restart_postgresql() -> bool:
-    clusters = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    if not clusters or not shutil.which("pg_ctlcluster"):
-        return False
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", clusters[-1], "main", "restart"],
-                   check=True, capture_output=True, timeout=120)
-    return True
+TASKS = int(os.environ.get("LOOM_CHAOS_TASKS", "600" if DB == "mysql" else "1500"))
+# Seconds between two child kills.
+KILL_EVERY = 0.4
+# Ticks at which the whole worker (supervisor and children) is killed.
+WHOLE_KILLS = (6, 18)
+# PostgreSQL: every worker connection is terminated every this many ticks; the server restarts once.
+TERMINATE_EVERY = 8
+RESTART_AT = 12
+# Error classes that mean "this run was lost to the infrastructure".
+LOST = {"loom.exceptions.WorkerLost", "django.db.utils.OperationalError", "django.db.utils.InterfaceError"}
+WORKER_ARGS = ("--processes", "3", "--threads", "4", "--grace", "5")
 
 
-def unfinished() -> int:
+def unfinished(alias: str) -> int:
     try:
-        return TaskRecord.objects.exclude(status="SUCCESSFUL").count()
+        return TaskRecord.objects.using(alias).exclude(status__in=["SUCCESSFUL", "FAILED", "CANCELLED"]).count()
     except DatabaseError:
-        connection.close()  # the server restarted under us: reconnect next time
+        connections[alias].close()  # the server restarted under us: reconnect next time
         return -1
 
 
-def test_nothing_is_lost_when_workers_are_killed(start_worker, monkeypatch, capsys):
-    monkeypatch.setenv("LOOM_TEST_LEASE_SECONDS", "3")
-    backend = task_backends["default"]
-    for start in range(0, TASKS, 1000):
-        backend.enqueue_many(retry_tasks.chaos, [((f"c{i}",), {}) for i in range(start, min(start + 1000, TASKS))])
-    args = ("--processes", "3", "--threads", "4", "--grace", "5")
-    worker = start_worker(*args)
+def chaos(start_worker, *, alias="default", backend=None, env=None, server=None, capsys=None):
+    backend = backend or task_backends["default"]
+    for first in range(0, TASKS, 1000):
+        backend.enqueue_many(tasks.chaos, [((f"c{i}",), {}) for i in range(first, min(first + 1000, TASKS))])
+    worker = start_worker(*WORKER_ARGS, env=env)
     worker.wait_started()
     rng = random.Random(1234)
-    child_kills = whole_kills = 0
-    restarted_db = False
-    deadline = time.monotonic() + 300
+    counts = Counter()
+    deadline = time.monotonic() + 600
     tick = 0
-    while unfinished() != 0 and time.monotonic() < deadline:
-        time.sleep(1.0)  # the chaos cadence: one blow per second
+    started = time.monotonic()
+    while unfinished(alias) != 0 and time.monotonic() < deadline:
+        time.sleep(KILL_EVERY)  # the chaos cadence: one blow per tick
         tick += 1
-        if tick in (3, 7) and whole_kills < 2:
+        if tick in WHOLE_KILLS:
             worker.proc.kill()  # the supervisor; its children die with it
             worker.wait(timeout=30)
             wait_until(lambda: not child_pids(worker.proc.pid), message="children to die with their supervisor")
-            whole_kills += 1
-            worker = start_worker(*args)
+            counts["whole worker kills"] += 1
+            worker = start_worker(*WORKER_ARGS, env=env)
             worker.wait_started()
-        elif tick == 5 and connection.vendor == "postgresql" and not restarted_db:
-            restarted_db = restart_postgresql()
-            connection.close()
-        else:
-            children = child_pids(worker.proc.pid)
-            if children:
-                try:
-                    os.kill(rng.choice(children), signal.SIGKILL)
-                    child_kills += 1
-                except ProcessLookupError:
-                    pass
-    remaining = unfinished()
+            continue
+        if server is not None and tick == RESTART_AT:
+            server.restart()
+            counts["server restarts"] += 1
+            continue
+        if server is not None and tick % TERMINATE_EVERY == 0:
+            killed = server.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                 "WHERE application_name LIKE 'loom %'")
+            counts["connections terminated"] += int(killed or 0)
+            counts["termination rounds"] += 1
+            continue
+        children = child_pids(worker.proc.pid)
+        if children:
+            try:
+                os.kill(rng.choice(children), signal.SIGKILL)
+                counts["child kills"] += 1
+            except ProcessLookupError:
+                pass
+    remaining = unfinished(alias)
+    elapsed = time.monotonic() - started
     worker.signal(signal.SIGTERM)
-    worker.wait(timeout=60)
+    assert worker.wait(timeout=60) == 0, worker.text[-3000:]
 
-    runs = Counter(Run.objects.values_list("key", flat=True))
-    twice = [key for key, n in runs.items() if n > 1]
-    statuses = Counter(TaskRecord.objects.values_list("status", flat=True))
-    lost = TASKS - statuses["SUCCESSFUL"]
+    runs = Counter(Run.objects.using(alias).values_list("key", flat=True))
+    rows = list(TaskRecord.objects.using(alias).values_list("args", "status", "errors"))
+    statuses = Counter(status for _, status, _ in rows)
+    lost_attempts = {args[0]: sum(1 for e in errors if e["exception_class_path"] in LOST) for args, _, errors in rows}
+    twice = {key: n for key, n in runs.items() if n > 1}
+    unexplained = {key: (n, lost_attempts.get(key)) for key, n in twice.items() if n - 1 > lost_attempts.get(key, 0)}
     never_ran = TASKS - len(runs)
-    with capsys.disabled():
-        print(f"\nchaos [{connection.vendor}]: enqueued={TASKS} succeeded={statuses['SUCCESSFUL']} "
-              f"lost={lost} never_ran={never_ran} ran_twice={len(twice)} child_kills={child_kills} "
-              f"whole_worker_kills={whole_kills} database_restarted={restarted_db} seconds={tick}")
-    assert remaining == 0 and lost == 0 and never_ran == 0, statuses
-    assert whole_kills == 2 and child_kills >= 3
-    if connection.vendor == "postgresql":
-        assert restarted_db, "the PostgreSQL restart did not happen (pg_ctlcluster missing?)"
-    # A second run is allowed only for a task that was in flight when its worker was killed.
-    twice_rows = TaskRecord.objects.filter(task_path="tests.app.retry_tasks.chaos", args__0__in=twice[:500])
-    assert twice_rows.count() == min(len(twice), 500)
-    interrupted = {"loom.exceptions.WorkerLost",  # in flight when its worker was killed
-                   "django.db.utils.OperationalError", "django.db.utils.InterfaceError"}  # DB restart
-    for row in twice_rows:
-        classes = {e["exception_class_path"] for e in row.errors}
-        assert classes and classes <= interrupted, (row.args, classes)
+    summary = (f"chaos [{connection.vendor}]: tasks={TASKS} succeeded={statuses['SUCCESSFUL']} "
+               f"failed={statuses['FAILED']} stuck={remaining} never_ran={never_ran} ran_twice={len(twice)} "
+               f"extra_runs={sum(n - 1 for n in twice.values())} "
+               f"lost_attempts={sum(lost_attempts.values())} {dict(counts)} seconds={elapsed:.0f}")
+    if capsys is not None:
+        with capsys.disabled():
+            print("\n" + summary)
+    assert remaining == 0 and statuses["SUCCESSFUL"] == TASKS and never_ran == 0, summary
+    assert not unexplained, f"ran more often than they were lost: {list(unexplained.items())[:10]}; {summary}"
+    assert counts["child kills"] >= 10 and counts["whole worker kills"] == 2, summary
+    return counts
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(DB == "postgresql", reason="PostgreSQL runs the chaos on a private server (below)")
+def test_nothing_is_lost_when_workers_are_killed(start_worker, monkeypatch, capsys):
+    monkeypatch.setenv("LOOM_TEST_LEASE_SECONDS", "3")
+    chaos(start_worker, capsys=capsys)
+
+
+def test_nothing_is_lost_when_workers_connections_and_the_server_die(start_worker, monkeypatch, capsys,
+                                                                       private_postgres):
+    monkeypatch.setenv("LOOM_TEST_LEASE_SECONDS", "3")
+    counts = chaos(start_worker, alias=private_postgres.alias, backend=private_postgres.backend,
+                   env=private_postgres.env, server=private_postgres.server, capsys=capsys)
+    assert counts["server restarts"] == 1 and counts["connections terminated"] > 0

@@ -4,7 +4,8 @@
 prefetch, from InFlight) and dispatches them. It runs again at once while claims come back full,
 and otherwise waits until a notifier or a finishing task wakes it, the next deferred task is
 due, or ``POLL_INTERVAL`` passes (MariaDB, which has no wake-up signal, polls from ``MIN_POLL``
-up). With ``burst`` it sets ``drained`` once nothing is due and nothing is held.
+up). With ``burst`` it sets ``drained`` once nothing is due, nothing is held, and no retry it
+scheduled is due within ``BURST_RETRY_HORIZON`` (later ones stay READY for the next run).
 
 A claim that raised may still have committed (the connection dropped after the statement ran):
 before the next claim the fetcher releases every row claimed by this worker that InFlight does
@@ -26,6 +27,8 @@ from loom.worker.inflight import InFlight
 
 # Fastest idle poll for databases without a wake-up signal (MariaDB/MySQL), in seconds.
 MIN_POLL = 0.01
+# A --burst run also waits for the retries it scheduled that are due within this many seconds.
+BURST_RETRY_HORIZON = 10.0
 
 
 class Fetcher(Service):
@@ -68,12 +71,16 @@ class Fetcher(Service):
         if claimed:
             self._idle_delay = MIN_POLL
             return 0  # there may be more due right now
-        if self.burst and self.inflight.idle():
+        if self.burst and self.inflight.idle() and not self._retry_soon(now):
             self.drained.set()
             return None
         timeout = self._idle_timeout()
         self._idle_delay = min(self._idle_delay * 2, self.config.poll_interval)
         return timeout
+
+    def _retry_soon(self, now: datetime) -> bool:
+        retry_at = self.inflight.retry_at
+        return retry_at is not None and now < retry_at <= now + timedelta(seconds=BURST_RETRY_HORIZON)
 
     def _idle_timeout(self) -> float:
         timeout = self.config.poll_interval if self.notified else self._idle_delay

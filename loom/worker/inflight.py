@@ -62,6 +62,7 @@ class InFlight:
         self._closed = False
         self._changed = threading.Condition(self._lock)
         self.finished = 0
+        self.retry_at = None  # latest available_at of a retry this worker scheduled (--burst waits)
         self.stop_requested = False  # a task raised KeyboardInterrupt: the process should stop
 
     # -- claiming ------------------------------------------------------------------------------
@@ -165,6 +166,8 @@ class InFlight:
                 # run deciding it is done) sees it neither running nor waiting to be written.
                 self.hand_off(outcome)
                 self.finished += 1
+                if outcome.available_at is not None and outcome.status == "READY":
+                    self.retry_at = max(self.retry_at or outcome.available_at, outcome.available_at)
             else:
                 self._to_release.append(claimed.id)
             self._running.pop(claimed.id, None)

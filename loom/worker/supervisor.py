@@ -37,7 +37,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from loom.databases import close_broken
 from loom.exceptions import TimeLimitExceeded, WorkerLost
+from loom.service import Outage
 from loom.store import Store
 
 logger = logging.getLogger("loom.worker")
@@ -107,6 +109,7 @@ class Supervisor:
         self._signals = 0
         self._forwarded = 0
         self._wake = threading.Event()
+        self.outage = Outage("supervisor")
 
     # -- children ------------------------------------------------------------------------------
 
@@ -249,10 +252,12 @@ class Supervisor:
                                     error_class=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
                                     error_text=f"loom.exceptions.WorkerLost: {why}\n",
                                     extra_attempts=self.lost_retries)
-        except Exception:
-            logger.exception("loom supervisor could not rescue the tasks of %s; their leases will expire",
-                             child.worker_id)
+        except Exception as exc:
+            self.outage.failed(exc)
+            logger.warning("loom supervisor could not rescue the tasks of %s now; their leases will expire",
+                           child.worker_id)
             return 0
+        self.outage.recovered()
         if ids:
             logger.warning("loom supervisor rescued %d tasks of child %s", len(ids), child.worker_id)
         return len(ids)
@@ -274,19 +279,24 @@ class Supervisor:
             rows = list(TaskRecord.objects.using(self.store.alias).filter(
                 status="RUNNING", claimed_by__in=list(by_worker), hard_timeout__isnull=False,
             ).values_list("id", "claimed_by", "last_attempted_at", "hard_timeout"))
-        except Exception:
-            logger.exception("loom supervisor could not check time limits")
+        except Exception as exc:
+            self.outage.failed(exc)  # logged once per outage; checked again in a second
+            close_broken()
             return
+        self.outage.recovered()
         for task_id, worker_id, started, hard in rows:
             if started is None or now - started < timedelta(seconds=hard):
                 continue
             child = by_worker[worker_id]
             logger.error("loom task %s passed its hard time limit (%gs): killing child %s",
                          task_id, hard, worker_id)
-            self.store.rescue(now, task_ids=[str(task_id)], claimed_by=worker_id,
-                              error_class=f"{TimeLimitExceeded.__module__}.{TimeLimitExceeded.__qualname__}",
-                              error_text=f"loom.exceptions.TimeLimitExceeded: the task ran past its hard "
-                                         f"time limit of {hard:g}s; its process was killed.\n")
+            try:
+                self.store.rescue(now, task_ids=[str(task_id)], claimed_by=worker_id,
+                                  error_class=f"{TimeLimitExceeded.__module__}.{TimeLimitExceeded.__qualname__}",
+                                  error_text=f"loom.exceptions.TimeLimitExceeded: the task ran past its hard "
+                                             f"time limit of {hard:g}s; its process was killed.\n")
+            except Exception as exc:  # killed all the same; its rescue then records WorkerLost
+                self.outage.failed(exc)
             child.proc.kill()
 
 

@@ -31,15 +31,3 @@ def busy_forever():
 def blocked_in_c(seconds=60):
     """Blocked in C (sleep): only the hard limit (killing the process) stops it."""
     time.sleep(seconds)
-
-
-@task(max_attempts=5, retry_backoff=0.1)
-def chaos(key, seconds=0.02):
-    """Records each run (a killed worker may have recorded one before it died), then works a bit.
-
-    It retries like a real task should when its own database call meets the server restart."""
-    from tests.app.models import Run
-
-    Run.objects.create(key=key, worker_pid=os.getpid())
-    time.sleep(seconds)
-    return key

@@ -144,3 +144,51 @@ def burn(n=200_000):
     for i in range(n):
         total += i * i % 7
     return total
+
+
+@task
+def chaos(key, seconds=0.02):
+    """Records each run (a killed worker may have recorded one before it died), then works a bit.
+    One attempt, as Django's default: faults of the infrastructure are loom's to absorb."""
+    from tests.app.models import Run
+
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    time.sleep(seconds)
+    return key
+
+
+@task
+def hold_connection(key, seconds=0.2):
+    """Uses its database connection before and after a pause, so a fault can hit it mid-body."""
+    from tests.app.models import Run
+
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    time.sleep(seconds)
+    return Run.objects.filter(key=key).count()
+
+
+@task
+def lose_connection_once(key):
+    """The first run's own database connection is terminated by the server under it."""
+    from django.db import connection
+
+    from tests.app.models import Run
+
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    if Run.objects.filter(key=key).count() == 1:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            else:
+                cursor.execute("KILL CONNECTION CONNECTION_ID()")
+    return "ok"
+
+
+@task
+def backend_pid():
+    """The server process behind this task's connection (PostgreSQL)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]

@@ -16,5 +16,12 @@ class Command(BaseCommand):
         for name, module in sorted(subcommands().items()):
             module.add_arguments(sub.add_parser(name, help=module.help, description=module.help))
 
+    def execute(self, *args, **options):
+        if options.get("subcommand") == "worker":
+            from loom import checks
+
+            checks.in_worker = True  # the worker configures its own connections (see loom.W003)
+        return super().execute(*args, **options)
+
     def handle(self, *args, **options) -> None:
         subcommands()[options["subcommand"]].run(self, options)

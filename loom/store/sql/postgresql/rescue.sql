@@ -11,7 +11,7 @@ WITH rescued AS (
         finished_at = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s THEN NULL ELSE %(now)s END,
         available_at = %(now)s,
         errors = (left(rtrim(errors::text), -1)
-                  || CASE WHEN json_array_length(errors) = 0 THEN '' ELSE ',' END
+                  || CASE WHEN rtrim(errors::text) = '[]' THEN '' ELSE ',' END
                   || json_build_object('exception_class_path', %(error_class)s::text,
                                        'traceback', %(error_text)s::text,
                                        'attempt', attempts, 'worker_id', claimed_by,
