@@ -198,3 +198,4 @@ def private_postgres(django_db_blocker):
             database.close()
         django_db_blocker.restore()
         server.stop()
+
