@@ -27,7 +27,8 @@ from django.utils.module_loading import import_string
 from loom import faults
 from loom.codec import dumps, normalize
 from loom.exceptions import TaskArgumentsMismatch, TaskImportError, TimeLimitExceeded
-from loom.records import ClaimedTask, Outcome, task_errors
+from loom.records import ClaimedTask, Outcome
+from loom.results import from_claimed
 
 # Longest wait between two attempts of a retried task, in seconds.
 MAX_RETRY_DELAY = 3600.0
@@ -61,25 +62,6 @@ def resolve(claimed: ClaimedTask) -> Task:
     if claimed.run_after is not None:
         changes["run_after"] = claimed.run_after
     return obj.using(**changes) if changes else obj
-
-
-def _result(task: Task, claimed: ClaimedTask, **changes) -> TaskResult:
-    fields = dict(
-        task=task,
-        id=claimed.id,
-        status=TaskResultStatus.RUNNING,
-        enqueued_at=claimed.enqueued_at,
-        started_at=claimed.started_at,
-        finished_at=None,
-        last_attempted_at=claimed.last_attempted_at,
-        args=claimed.args,
-        kwargs=claimed.kwargs,
-        backend=claimed.backend,
-        errors=task_errors(claimed.errors),
-        worker_ids=list(claimed.worker_ids),
-    )
-    fields.update(changes)
-    return TaskResult(**fields)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -156,8 +138,7 @@ def _failure(task: Task | None, claimed: ClaimedTask, exc: BaseException) -> tup
     )
     final = None
     if task is not None:
-        final = _result(task, claimed, status=TaskResultStatus.FAILED, finished_at=now,
-                        errors=task_errors(errors))
+        final = from_claimed(task, claimed, status=TaskResultStatus.FAILED, finished_at=now, errors=errors)
     return outcome, final
 
 
@@ -184,8 +165,7 @@ def _success(task: Task, claimed: ClaimedTask, value: Any, encoded: str) -> tupl
         errors_json=dumps(claimed.errors),
         attempt=claimed.attempts,
     )
-    final = _result(task, claimed, status=TaskResultStatus.SUCCESSFUL, finished_at=now)
-    object.__setattr__(final, "_return_value", value)  # init=False field: set once, on a new result
+    final = from_claimed(task, claimed, status=TaskResultStatus.SUCCESSFUL, finished_at=now, return_value=value)
     return outcome, final
 
 
@@ -202,12 +182,20 @@ def _send_finished(sender: type, result: TaskResult, exc: BaseException | None =
 
 def execute(claimed: ClaimedTask) -> Outcome:
     """Run a claimed task in the calling thread."""
+    return run(claimed)[0]
+
+
+def run(claimed: ClaimedTask, *, interruptible: bool = True) -> tuple[Outcome, TaskResult | None]:
+    """Run a claimed task in the calling thread; also return the final TaskResult the
+    ``task_finished`` signal carried (None while the task will be retried, or if it never ran).
+    A KeyboardInterrupt from the task is raised for the caller to act on, unless not
+    ``interruptible``: then it fails the task like any other exception."""
     try:
         task = resolve(claimed)
     except Exception as exc:
-        return _failure(None, claimed, exc)[0]
+        return _failure(None, claimed, exc)
     sender = type(task.get_backend())
-    result = _result(task, claimed)
+    result = from_claimed(task, claimed)
     token = current_task_id.set(claimed.id)
     try:
         task_started.send(sender=sender, task_result=result)
@@ -218,16 +206,16 @@ def execute(claimed: ClaimedTask) -> Outcome:
             else:
                 raw = task.func(*args, **kwargs)
             value, encoded = normalize(raw)
-        except KeyboardInterrupt:
-            raise
         except BaseException as exc:
+            if interruptible and isinstance(exc, KeyboardInterrupt):
+                raise
             outcome, final = _failure(task, claimed, exc)
             if final is not None:
-                task_finished.send(sender, task_result=final)
-            return outcome
+                task_finished.send(sender, task_result=final)  # in the except block: exc_info is set
+            return outcome, final
         outcome, final = _success(task, claimed, value, encoded)
         task_finished.send(sender, task_result=final)
-        return outcome
+        return outcome, final
     finally:
         current_task_id.reset(token)
 
@@ -274,7 +262,7 @@ async def aexecute(claimed: ClaimedTask) -> Outcome:
     except Exception as exc:
         return _failure(None, claimed, exc)[0]
     sender = type(task.get_backend())
-    result = _result(task, claimed)
+    result = from_claimed(task, claimed)
     current_task_id.set(claimed.id)  # each coroutine runs in its own asyncio Task and context
     await sync_to_async(task_started.send)(sender=sender, task_result=result)
     try:

@@ -90,14 +90,6 @@ def error_entry(exception_class_path: str, traceback: str, *, attempt: int, work
     }
 
 
-def task_errors(entries: list[dict[str, Any]]) -> list[Any]:
-    """Django's TaskError for each stored entry (it takes only its own two keys)."""
-    from django.tasks.base import TaskError
-
-    return [TaskError(exception_class_path=e["exception_class_path"], traceback=e["traceback"])
-            for e in entries]
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
     """What one attempt produced, ready to be written by ``Store.complete_many``.

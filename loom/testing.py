@@ -4,6 +4,9 @@
 through the same claim -> execute -> complete path as the worker. Because it uses the caller's
 connection it sees data created inside a ``TestCase`` transaction, which a worker (another
 connection) cannot. ``clock`` can be injected to make deferred tasks due without waiting.
+
+``Clock`` is a fake clock for anything in loom that takes ``clock=`` (``run_tasks``, the worker
+and its maintenance services): it stands still until ``advance()``d, so a test never sleeps.
 """
 
 from __future__ import annotations
@@ -18,6 +21,21 @@ from loom.execution import execute
 
 # Stops a task that keeps re-enqueueing itself from looping run_tasks forever.
 MAX_ROUNDS = 1000
+
+
+class Clock:
+    """A clock that moves only when told: ``clock()`` is "now", ``clock.advance(seconds)``."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        # A second ahead by default, so that tasks enqueued just before are due.
+        self.now = start or timezone.now() + timedelta(seconds=1)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
 
 
 def run_tasks(

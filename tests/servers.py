@@ -60,8 +60,22 @@ class PrivatePostgres:
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--locale=C.UTF-8", "--no-sync")
-        self._pg_ctl("start")
-        return self
+        for _ in range(5):
+            self._pg_ctl("start")
+            if self._owns_port():
+                return self
+            # Another process took the port between free_port() and the bind (the server then
+            # listens on its socket only): try another.
+            self._pg_ctl("stop")
+            self.port = free_port()
+        raise RuntimeError("private PostgreSQL could not get a free loopback port")
+
+    def _owns_port(self) -> bool:
+        try:
+            found = self.psql("SHOW data_directory").strip()
+        except subprocess.CalledProcessError:
+            return False
+        return os.path.realpath(found) == os.path.realpath(self.data)
 
     def _pg_ctl(self, action: str) -> None:
         options = (f"-c listen_addresses={self.host} -c port={self.port} -c unix_socket_directories={self.dir} "

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.tasks import task_backends
 from django.test import override_settings
-from django.utils import timezone
 
 from loom.models import LeaderLease, PeriodicTick, TaskRecord
+from loom.testing import Clock
 from loom.worker.leader import Leader
 from loom.worker.maintenance.pruner import Pruner
 from loom.worker.maintenance.rescuer import Rescuer
@@ -17,17 +17,6 @@ from loom.worker.maintenance.scheduler import Scheduler
 from tests.app import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Clock:
-    def __init__(self):
-        self.now = timezone.now() + timedelta(seconds=1)  # tasks enqueued next are due
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

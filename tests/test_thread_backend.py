@@ -225,11 +225,11 @@ def test_the_pool_never_grows_past_its_threads():
         for i in range(5):
             on(backend, pt.wait_for_gate).enqueue("release", started=f"started-{i}")
         assert pt.gate("started-0").wait(GATE_TIMEOUT) and pt.gate("started-1").wait(GATE_TIMEOUT)
-        assert len(backend.runtime.threads) == 2
+        assert len(backend.runtime.executor.threads) == 2
         assert not any(pt.gate(f"started-{i}").is_set() for i in range(2, 5))
         pt.gate("release").set()
         assert backend.wait(GATE_TIMEOUT)
-        assert len(backend.runtime.threads) == 2
+        assert len(backend.runtime.executor.threads) == 2
 
 
 def test_finished_results_are_bounded_and_expire():

@@ -37,7 +37,7 @@ from loom.conf import Options
 from loom.exceptions import InvalidTaskArguments
 from loom.records import NewTask
 from loom.codec import dumps
-from loom.records import task_errors
+from loom import results
 from loom.store import Store
 from loom.task import Task as LoomTask
 
@@ -143,24 +143,12 @@ class DatabaseBackend(BaseTaskBackend):
         return built
 
     def _result_for(self, task: Task, record) -> TaskResult:
-        return TaskResult(
-            task=task,
-            id=str(record.id),
-            status=TaskResultStatus.READY,
-            enqueued_at=record.enqueued_at,
-            started_at=None,
-            finished_at=None,
-            last_attempted_at=None,
-            args=record.args,
-            kwargs=record.kwargs,
-            backend=self.alias,
-            errors=[],
-            worker_ids=[],
-        )
+        return results.build(task, id=str(record.id), status=TaskResultStatus.READY, enqueued_at=record.enqueued_at,
+                             args=record.args, kwargs=record.kwargs, backend=self.alias)
 
-    def _announce(self, results: list[TaskResult]) -> None:
+    def _announce(self, enqueued: list[TaskResult]) -> None:
         def send() -> None:
-            for result in results:
+            for result in enqueued:
                 task_enqueued.send(type(self), task_result=result)
 
         transaction.on_commit(send, using=self.store.alias)
@@ -179,9 +167,9 @@ class DatabaseBackend(BaseTaskBackend):
         if not records:
             return []
         self.store.insert(records)
-        results = [self._result_for(task, record) for record in records]
-        self._announce(results)
-        return results
+        enqueued = [self._result_for(task, record) for record in records]
+        self._announce(enqueued)
+        return enqueued
 
     # -- results ---------------------------------------------------------------------------
 
@@ -212,26 +200,7 @@ class DatabaseBackend(BaseTaskBackend):
             run_after=record.run_after,
             backend=self.alias,
         )
-        status = record.status
-        if status == "CANCELLED":
-            status = TaskResultStatus.FAILED  # Django has no such state; see docs/backend.md
-        result = TaskResult(
-            task=task,
-            id=str(record.id),
-            status=TaskResultStatus(status),
-            enqueued_at=record.enqueued_at,
-            started_at=record.started_at,
-            finished_at=record.finished_at,
-            last_attempted_at=record.last_attempted_at,
-            args=record.args,
-            kwargs=record.kwargs,
-            backend=self.alias,
-            errors=task_errors(record.errors),
-            worker_ids=list(record.worker_ids),
-        )
-        if record.status == TaskResultStatus.SUCCESSFUL:
-            object.__setattr__(result, "_return_value", record.return_value)
-        return result
+        return results.from_record(task, record)
 
     # -- checks ----------------------------------------------------------------------------
 

@@ -29,30 +29,28 @@ import) starts no thread and touches no database.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import os
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 from django.core import checks
-from django.db import close_old_connections, connections, transaction
-from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
+from django.db import transaction
+from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.base import TaskError
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-from django.tasks.signals import task_enqueued, task_finished, task_started
+from django.tasks.signals import task_enqueued
 from django.utils import timezone
-from django.utils.json import normalize_json
 
+from loom import codec, execution, results
 from loom.backends.database import DatabaseBackend
+from loom.executors.threads import ThreadExecutor
+from loom.records import ClaimedTask
 from loom.task import Task as LoomTask
 
 logger = logging.getLogger("loom.backends.thread")
@@ -134,20 +132,8 @@ class ThreadBackend(BaseTaskBackend):
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         self.validate_task(task)
         args, kwargs = DatabaseBackend._encode_arguments(args, kwargs)
-        result = TaskResult(
-            task=task,
-            id=str(uuid.uuid4()),
-            status=TaskResultStatus.READY,
-            enqueued_at=timezone.now(),
-            started_at=None,
-            finished_at=None,
-            last_attempted_at=None,
-            args=args,
-            kwargs=kwargs,
-            backend=self.alias,
-            errors=[],
-            worker_ids=[],
-        )
+        result = results.build(task, id=str(uuid.uuid4()), status=TaskResultStatus.READY,
+                               enqueued_at=timezone.now(), args=args, kwargs=kwargs, backend=self.alias)
         runtime = self.runtime
         runtime.store(result)
 
@@ -189,13 +175,12 @@ class ThreadBackend(BaseTaskBackend):
 
 def _copy(result: TaskResult) -> TaskResult:
     """A result the caller may change without changing the stored one (Django mutates in place)."""
-    copy = replace(result, errors=list(result.errors), worker_ids=list(result.worker_ids))
-    object.__setattr__(copy, "_return_value", result._return_value)  # init=False field
-    return copy
+    return results.with_value(result)
 
 
 class Runtime:
-    """The pool, the priority queue and the results of one alias in this process."""
+    """The executor and the results of one alias in this process. Tasks run through
+    ``loom.execution`` (the worker's code path) on a ``ThreadExecutor`` (the worker's pool)."""
 
     def __init__(self, alias: str, config: ThreadOptions, sender: type) -> None:
         self.alias = alias
@@ -204,20 +189,17 @@ class Runtime:
         self.worker_id = f"{socket.gethostname()[:40]}-{os.getpid()}-threads"
         # Monotonic seconds; tests replace it to expire results without waiting.
         self.clock = time.monotonic
-        self.threads: list[threading.Thread] = []
-        self._cond = threading.Condition()
-        self._heap: list[tuple[int, int, TaskResult]] = []
-        self._order = itertools.count()
-        self._idle = 0
-        self._unfinished = 0
+        self.executor = ThreadExecutor(config.threads, name=f"loom-tasks-{alias}")
+        self._lock = threading.Lock()
         self._exiting = False
+        self._exit_registered = False
         self._results: dict[str, TaskResult] = {}
         self._expiry: OrderedDict[str, float] = OrderedDict()  # finished ids, oldest first
 
     # -- results ---------------------------------------------------------------------------
 
     def store(self, result: TaskResult) -> None:
-        with self._cond:
+        with self._lock:
             self._results[result.id] = result
             if result.is_finished:
                 self._expiry[result.id] = self.clock() + self.config.result_ttl
@@ -225,7 +207,7 @@ class Runtime:
             self._prune()
 
     def get(self, result_id: str) -> TaskResult:
-        with self._cond:
+        with self._lock:
             self._prune()
             result = self._results.get(result_id)
         if result is None:
@@ -241,96 +223,51 @@ class Runtime:
             del self._expiry[oldest]
             self._results.pop(oldest, None)
 
-    # -- the pool --------------------------------------------------------------------------
+    # -- running ---------------------------------------------------------------------------
 
     def submit(self, result: TaskResult) -> None:
-        with self._cond:
+        with self._lock:
             if self._exiting:
                 logger.warning("Task %s (%s) was released during interpreter exit and will not run.",
                                result.id, result.task.module_path)
                 return
-            heapq.heappush(self._heap, (-result.task.priority, next(self._order), result))
-            self._unfinished += 1
-            if len(self._heap) > self._idle and len(self.threads) < self.config.threads:
-                self._start_thread()
-            self._cond.notify()
-
-    def _start_thread(self) -> None:
-        if not self.threads:
-            _register_exit(self._drain)
-        thread = threading.Thread(target=self._work, name=f"loom-tasks-{self.alias}-{len(self.threads)}",
-                                  daemon=True)
-        self.threads.append(thread)
-        thread.start()
-
-    def _work(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while not self._heap and not self._exiting:
-                        self._idle += 1
-                        self._cond.wait()
-                        self._idle -= 1
-                    if not self._heap:
-                        return  # exiting, and nothing left to drain
-                    queued = heapq.heappop(self._heap)[2]
-                try:
-                    self._run(queued)
-                except Exception:  # a signal receiver failed: log it, keep the thread
-                    logger.exception("ThreadBackend could not complete task %s", queued.id)
-                finally:
-                    with self._cond:
-                        self._unfinished -= 1
-                        self._cond.notify_all()
-        finally:
-            connections.close_all()
+            if not self._exit_registered:
+                self._exit_registered = True
+                _register_exit(self._drain)
+        self.executor.submit(self._run, result, priority=result.task.priority)
 
     def _run(self, queued: TaskResult) -> None:
-        task = queued.task
         now = timezone.now()
-        running = replace(queued, status=TaskResultStatus.RUNNING, started_at=now, last_attempted_at=now,
-                          worker_ids=[*queued.worker_ids, self.worker_id])
+        running = results.with_value(queued, status=TaskResultStatus.RUNNING, started_at=now,
+                                     last_attempted_at=now, worker_ids=[*queued.worker_ids, self.worker_id])
         self.store(running)
-        close_old_connections()
+        claimed = ClaimedTask(
+            id=queued.id, task_path=queued.task.module_path, backend=self.alias,
+            queue_name=queued.task.queue_name, priority=queued.task.priority, run_after=None,
+            args=running.args, kwargs=running.kwargs, available_at=now, enqueued_at=queued.enqueued_at,
+            started_at=now, last_attempted_at=now, attempts=1, max_attempts=1, worker_ids=running.worker_ids,
+        )
         try:
-            task_started.send(self.sender, task_result=_copy(running))
-            try:
-                args = [TaskContext(task_result=_copy(running)), *running.args] if task.takes_context else running.args
-                value = normalize_json(task.call(*args, **running.kwargs))
-            except BaseException as exc:
-                # Includes KeyboardInterrupt: only the task itself can raise it in this thread,
-                # and there is no user here to stop; the thread must survive to run the next task.
-                failed = replace(running, status=TaskResultStatus.FAILED, finished_at=timezone.now(),
-                                 errors=[*running.errors, _error(exc)])
-                self.store(failed)
-                task_finished.send(self.sender, task_result=_copy(failed))  # in except: exc_info is set
-                return
-            done = replace(running, status=TaskResultStatus.SUCCESSFUL, finished_at=timezone.now())
-            object.__setattr__(done, "_return_value", value)  # init=False field, on a new result
-            self.store(done)
-            task_finished.send(self.sender, task_result=_copy(done))
-        finally:
-            close_old_connections()
+            # KeyboardInterrupt here can only come from the task itself, with no one to stop:
+            # it fails the task like any other exception and the thread lives on.
+            outcome, final = execution.run(claimed, interruptible=False)
+        except Exception:  # a signal receiver failed: log it, keep the thread
+            logger.exception("ThreadBackend could not complete task %s", queued.id)
+            return
+        if final is None:  # it never ran (its path no longer imports)
+            final = results.from_claimed(queued.task, claimed, status=outcome.status,
+                                         finished_at=outcome.finished_at, errors=codec.loads(outcome.errors_json))
+        self.store(final)
 
     def wait(self, timeout: float | None = None) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._unfinished == 0, timeout)
+        return self.executor.wait(timeout)
 
     def _drain(self) -> None:
-        with self._cond:
+        with self._lock:
             self._exiting = True
-            self._cond.notify_all()
-            drained = self._cond.wait_for(lambda: self._unfinished == 0, self.config.grace)
-            left = self._unfinished
-        if not drained:
+        if not self.executor.shutdown(wait=self.config.grace):
             logger.warning("ThreadBackend %r: %d task(s) unfinished after the %g s grace period at exit "
-                           "are lost.", self.alias, left, self.config.grace)
-
-
-def _error(exc: BaseException) -> TaskError:
-    kind = type(exc)
-    return TaskError(exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
-                     traceback="".join(traceback.format_exception(exc)))
+                           "are lost.", self.alias, self.executor.unfinished, self.config.grace)
 
 
 def _register_exit(callback: Any) -> None:

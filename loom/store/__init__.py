@@ -238,7 +238,7 @@ class Store(OperatorActions):
         sql = load(self.vendor, "release").text.format(where=self._ids_where(ids, params, keep=keep))
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return len(cursor.fetchall()) if self.vendor == "postgresql" else cursor.rowcount
+            return cursor.fetchone()[0] if self.vendor == "postgresql" else cursor.rowcount
 
     def heartbeat(self, worker_id: str, ids: Iterable[str], lease_until: dt.datetime) -> int:
         """Renew the lease on the tasks ``worker_id`` holds (and only those)."""

@@ -14,5 +14,7 @@ WITH released AS (
         worker_ids = worker_ids - (-1)
     WHERE claimed_by = %(worker)s AND status = 'RUNNING' AND {where}
     RETURNING queue_name
+), woken AS (
+    SELECT pg_notify('loom', queue_name) FROM (SELECT DISTINCT queue_name FROM released) AS q
 )
-SELECT pg_notify('loom', queue_name) FROM (SELECT DISTINCT queue_name FROM released) AS q
+SELECT count(*) FROM released, (SELECT count(*) FROM woken) AS w
