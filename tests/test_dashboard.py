@@ -17,20 +17,10 @@ from tests.app import progress_tasks as pt
 from tests.app import tasks
 
 urlpatterns = [path("loom/", include("loom.urls")), path("admin/", __import__("django.contrib.admin").contrib.admin.site.urls)]
-pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db]
+pytestmark = [pytest.mark.usefixtures("memory_events"), pytest.mark.urls(__name__), pytest.mark.django_db]
 
 ID = "01920000-0000-7000-8000-000000000000"
 PAGES = ["loom:overview", "loom:workers", "loom:tasks", "loom:schedules"]
-
-
-@pytest.fixture(autouse=True)
-def memory_events(settings):
-    """In-process events: nothing holds a connection to the test database after a test."""
-    from loom import events
-
-    settings.LOOM_EVENTS = {"BACKEND": "memory"}
-    yield
-    events.reset()
 
 
 @pytest.fixture
@@ -144,7 +134,7 @@ def test_retry_cancel_delete_one_task(admin, failed):
 def test_action_in_the_wrong_state_says_so(admin):
     ready = tasks.add.enqueue(1, 2)
     response = admin.post(reverse("loom:task-action", args=[ready.id, "retry"]), follow=True)
-    assert "not in a state that allows retry" in response.content.decode()
+    assert "was not changed: it is READY, cannot retry (needs CANCELLED or FAILED)" in response.content.decode()
     assert TaskRecord.objects.get(pk=ready.id).status == "READY"
 
 
@@ -197,7 +187,7 @@ def test_task_list_filters_and_searches(admin, failed):
 
 
 def test_task_list_pages_without_counting(admin):
-    from loom.dashboard.queries import PAGE_SIZE
+    from loom.queries import PAGE_SIZE
 
     tasks.add.using(queue_name="other").get_backend().enqueue_many(tasks.add, [((i, i), {}) for i in range(PAGE_SIZE + 2)])
     first = admin.get(reverse("loom:tasks")).content.decode()

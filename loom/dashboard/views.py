@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from loom.dashboard import queries
+from loom import queries
 from loom.dashboard.access import allowed_actions, staff_required
 from loom.models import FINAL_STATUSES, Status, TaskRecord
 

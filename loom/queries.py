@@ -1,4 +1,4 @@
-"""The reads behind the dashboard (and ``manage.py loom status``): one function per question.
+"""The reads behind the dashboard, ``manage.py loom status`` and the metrics: one function per question.
 
 Each takes the ``DatabaseBackend`` to look at and reads its database through the ORM; aggregates
 are computed by the database (counts, per-minute buckets), so a busy table costs an index range
@@ -123,6 +123,13 @@ class WorkerRow:
     alive: bool
     heartbeat_age: float | None
     running: list[dict] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        """alive, stopped (it said so on its way out) or "no heartbeat" (gone without a word)."""
+        if self.alive:
+            return "alive"
+        return "stopped" if self.record is not None and self.record.stopped_at is not None else "no heartbeat"
 
 
 def worker_rows(backend, now: dt.datetime | None = None) -> list[WorkerRow]:
