@@ -85,7 +85,7 @@ def delete_selected(modeladmin, request, queryset):
 
 @admin.register(TaskRecord)
 class TaskRecordAdmin(ReadOnlyAdmin):
-    list_display = ["id", "task_path", "status", "queue_name", "priority", "attempts_shown",
+    list_display = ["id", "task_path", "phase_shown", "queue_name", "priority", "attempts_shown",
                     "enqueued_at", "finished_at", "progress_shown"]
     list_filter = ["status", "queue_name", "backend", "task_path", "cancel_requested"]
     search_fields = ["task_path"]
@@ -128,6 +128,13 @@ class TaskRecordAdmin(ReadOnlyAdmin):
             return queryset.filter(pk=uuid.UUID(term)), False  # an id finds exactly that task
         except ValueError:
             return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description="status", ordering="status")
+    def phase_shown(self, obj: TaskRecord) -> str:
+        """The words the dashboard uses ("Waiting to retry", "Stopping"), so the two never disagree."""
+        from loom.phase import phase_of
+
+        return phase_of(obj).label
 
     @admin.display(description="attempts")
     def attempts_shown(self, obj: TaskRecord) -> str:

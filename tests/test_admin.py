@@ -49,7 +49,7 @@ def test_changelist_filters_and_search_by_id(boss, failed):
     for facet in ("By status", "By queue name", "By task path"):
         assert facet in page
     page = boss.get(CHANGELIST, {"status__exact": "FAILED"}).content.decode()
-    assert failed.id in page and ok.id not in page
+    assert failed.id in page and ok.id not in page and '<td class="field-phase_shown">Failed</td>' in page
     page = boss.get(CHANGELIST, {"q": ok.id}).content.decode()
     assert ok.id in page and failed.id not in page
     page = boss.get(CHANGELIST, {"q": "tests.app.tasks.fail"}).content.decode()
