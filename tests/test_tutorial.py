@@ -13,6 +13,7 @@ How the page is read:
 - A code block whose first line is a comment naming a file (``# shop/tasks.py`` or
   ``{# shop/templates/shop/report.html #}``) writes that file in the project folder; ``(add at the
   end)`` after the name appends instead.
+- A ``manage.py`` command must not print system check warnings: the page's settings are complete.
 - ``python -m pip install django-loom`` runs with ``--no-index``: the environment running this test
   already has this checkout installed as django-loom (``make`` did it), so pip confirms the name
   without the network.
@@ -101,6 +102,8 @@ class Reader:
             done = subprocess.run(["sh", "-c", command], cwd=self.cwd, env=self.env, capture_output=True, text=True,
                                   timeout=DEADLINE)
             assert done.returncode == 0, f"$ {line}\n{done.stdout}{done.stderr}"
+            assert "manage.py" not in command or "System check identified" not in done.stdout + done.stderr, \
+                f"$ {line} warns the reader:\n{done.stdout}{done.stderr}"
             missing = [e for e in checked if e not in squeezed(done.stdout)]
             if not missing:
                 return

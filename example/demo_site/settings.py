@@ -1,7 +1,8 @@
-"""Settings of the loom demo: ``startproject``'s SQLite database as it is, one DatabaseBackend with
-a periodic task, the dashboard at /loom/.
+"""Settings of the loom demo: ``startproject``'s SQLite database, one DatabaseBackend with a
+periodic task, the dashboard at /loom/.
 
-The database has no OPTIONS on purpose: loom works on the settings a new project has.
+The database gets only the two OPTIONS that loom's system check (loom.W003) asks of a web
+process on SQLite; the worker configures its own connections (and switches the file to WAL).
 ``LOOM_DEMO_DB`` moves the database file (the browser tests use a temporary one). Not for
 production: DEBUG is on so that ``runserver`` serves the static files.
 """
@@ -56,6 +57,9 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("LOOM_DEMO_DB", str(BASE_DIR / "db.sqlite3")),
+        # The web process's own transactions queue for the write lock instead of failing at once
+        # with "database is locked" while the worker writes.
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
     }
 }
 
