@@ -44,6 +44,27 @@ def test_status_tables_and_json():
     assert data["tasks"]["ready"] == 2
 
 
+def test_status_says_which_workers_stopped_and_which_went_silent():
+    from django.tasks import task_backends
+
+    from loom.cli.status import ago
+
+    store, now = task_backends["default"].store, timezone.now()
+    store.register_worker("w-alive", queues=["default"], concurrency={}, now=now)
+    store.register_worker("w-stopped", queues=[], concurrency={}, now=now - dt.timedelta(hours=2))
+    store.worker_stopped("w-stopped", now - dt.timedelta(seconds=7530), 4)
+    store.register_worker("w-silent", queues=[], concurrency={}, now=now - dt.timedelta(hours=1))
+    store.worker_beat("w-silent", now - dt.timedelta(hours=1), 2)
+    text = loom("status")
+    assert "WORKERS  1 alive, 1 stopped, 1 no heartbeat" in text
+    assert "stopped 2h 5m ago" in next(line for line in text.splitlines() if "w-stopped" in line)
+    assert "no heartbeat" in next(line for line in text.splitlines() if "w-silent" in line)
+    states = {w["id"]: w["state"] for w in json.loads(loom("status", "--json"))["workers"]}
+    assert states == {"w-alive": "alive", "w-stopped": "stopped", "w-silent": "no heartbeat"}
+    assert [ago(s) for s in (0.43, 12, 200, 7530, 273600)] == ["0.4s ago", "12s ago", "3m 20s ago", "2h 5m ago",
+                                                                "3d 4h ago"]
+
+
 def test_status_watch_refreshes_until_told_to_stop():
     out = loom("status", "--json", "--watch", "0.01", "--times", "3")
     assert len([line for line in out.splitlines() if line.startswith("{")]) == 3
