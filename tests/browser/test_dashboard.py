@@ -94,8 +94,8 @@ def test_the_overview_updates_live_and_catches_up_after_a_lost_stream(contexts, 
     proxy.cut()
     staff.wait_for_function(stream_is.format("lost"))
     missed = finished_last_hour(staff)
-    start_demo_task(demo, demo_site, "#start-fail")
-    demo.locator('.demo-task .loom-progress[data-loom-state="FAILED"]').first.wait_for()
+    failing = start_demo_task(demo, demo_site, "#start-fail")
+    demo.locator(f'.demo-task[data-task="{failing}"] .loom-progress[data-loom-state="FAILED"]').wait_for()
     assert finished_last_hour(staff) == missed  # nothing reaches a page that is cut off
     proxy.restore()
     staff.wait_for_function(f"{FINISHED} > {missed}")

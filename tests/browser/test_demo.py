@@ -14,8 +14,8 @@ RECORD_UPDATES = """() => { window.__loom = [];
 def test_report_progress_bar_reaches_100_percent(page, demo_site, shot):
     page.goto(demo_site + "/")
     page.evaluate(RECORD_UPDATES)
-    page.click("#start-report")
-    bar = page.locator(".demo-task .loom-progress").first
+    task_id = start_demo_task(page, demo_site, "#start-report")
+    bar = page.locator(f'.demo-task[data-task="{task_id}"] .loom-progress')
     bar.and_(page.locator('[data-loom-state="RUNNING"]')).wait_for()
     shot(page, "demo-1-report-running")
     bar.and_(page.locator('[data-loom-state="SUCCESSFUL"]')).wait_for()
@@ -25,14 +25,13 @@ def test_report_progress_bar_reaches_100_percent(page, demo_site, shot):
     between = [p for status, p, _ in updates if status == "RUNNING" and p is not None and 0 < p < 100]
     assert between, f"no live progress between 0 and 100% was shown: {updates}"
     assert between == sorted(between), f"the bar went backwards: {between}"
-    page.locator(".demo-task .demo-result").first.filter(has_text="checksum").wait_for()
+    page.locator(f'.demo-task[data-task="{task_id}"] .demo-result', has_text="checksum").wait_for()
     shot(page, "demo-2-report-done")
 
 
 def test_a_failure_shows_class_and_message_and_links_to_the_task(page, demo_site, shot):
-    page.goto(demo_site + "/")
-    page.click("#start-prices")
-    page.locator('.demo-task .loom-progress[data-loom-state="SUCCESSFUL"]').first.wait_for()
+    prices = start_demo_task(page, demo_site, "#start-prices")
+    page.locator(f'.demo-task[data-task="{prices}"] .loom-progress[data-loom-state="SUCCESSFUL"]').wait_for()
     task_id = start_demo_task(page, demo_site, "#start-fail")
     box = page.locator(f'.demo-task[data-task="{task_id}"]')
     box.locator('.loom-progress[data-loom-state="FAILED"]').wait_for()
