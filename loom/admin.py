@@ -1,9 +1,10 @@
-"""Django admin for loom's tables: read-only views with filters, and actions that go through Store.
+"""Django admin for loom's tables: read-only views with filters, and loom's operator actions.
 
 The queue table is written only by ``loom.store.Store``, so rows cannot be added or edited here,
 and the stock "delete selected" is replaced by one that keeps RUNNING tasks (their worker
 would lose its row). Retry and cancel need ``loom.change_taskrecord``; delete needs
-``loom.delete_taskrecord``. For live progress and charts, use the dashboard (``loom.urls``).
+``loom.delete_taskrecord``. The actions are ``loom.actions``, as on the dashboard and the CLI.
+For live progress, attempts and charts, use the dashboard (``loom.urls``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import uuid
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
 from loom.models import LeaderLease, PeriodicTick, TaskRecord, WorkerRecord
 
@@ -28,41 +28,64 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-def _store_for(queryset: QuerySet):
-    from loom.store import Store
+def _perform(queryset: QuerySet, action: str):
+    """Run a loom action on the selected tasks, grouped by their backend; return the reports."""
+    from loom import queries
+    from loom.actions import Report, perform
 
-    return Store(queryset.db)
+    backends = {a: b for a, b in queries.database_backends().items() if b.store.alias == queryset.db}
+    ids: dict[str, list[str]] = {}
+    for pk, alias in queryset.values_list("pk", "backend"):
+        ids.setdefault(alias, []).append(str(pk))
+    reports = []
+    for alias, chosen in sorted(ids.items()):
+        if alias in backends:
+            reports.append(perform(backends[alias], action, chosen))
+        else:
+            why = f"belongs to backend {alias!r}, which TASKS does not configure on this database"
+            reports.append(Report(action, len(chosen), 0, refused=dict.fromkeys(chosen, why)))
+    return reports
+
+
+def _act(modeladmin, request, queryset, action: str) -> None:
+    """Run a loom action on the selection and say what changed, and what did not and why."""
+    reports = _perform(queryset, action)
+    asked, changed = sum(r.asked for r in reports), sum(r.changed for r in reports)
+    stopping = sum(r.stopping for r in reports)
+    refused = {pk: why for r in reports for pk, why in r.refused.items()}
+    text = f"{changed} of {asked} task{'' if asked == 1 else 's'} {DONE[action]}."
+    if stopping:
+        text += (f" {stopping} running: Stopping until "
+                 f"{'its worker stops it' if stopping == 1 else 'their workers stop them'}.")
+    if refused:
+        shown = "; ".join(f"{pk} {why}" for pk, why in list(refused.items())[:5])
+        text += f" Not changed: {shown}{' …' if len(refused) > 5 else '.'}"
+    modeladmin.message_user(request, text, messages.WARNING if refused else messages.SUCCESS)
+
+
+DONE = {"retry": "queued to run again", "cancel": "cancelled", "delete": "deleted"}
 
 
 @admin.action(description="Retry selected failed or cancelled tasks", permissions=["retry"])
 def retry_tasks(modeladmin, request, queryset):
-    changed = _store_for(queryset).retry([str(pk) for pk in queryset.values_list("pk", flat=True)], timezone.now())
-    modeladmin.message_user(request, f"{changed} task(s) queued to run again.", messages.SUCCESS)
+    _act(modeladmin, request, queryset, "retry")
 
 
 @admin.action(description="Cancel selected tasks", permissions=["retry"])
 def cancel_tasks(modeladmin, request, queryset):
-    from loom.events.tasks import publish_cancelled
-
-    ready = list(queryset.filter(status="READY").only("id", "task_path", "queue_name"))
-    changed = _store_for(queryset).cancel([str(pk) for pk in queryset.values_list("pk", flat=True)], timezone.now())
-    publish_cancelled(ready)
-    modeladmin.message_user(request, f"{changed} task(s) cancelled or asked to stop.", messages.SUCCESS)
+    _act(modeladmin, request, queryset, "cancel")
 
 
 # Named like the stock action so that it replaces it: the stock one would delete RUNNING rows
 # behind their worker's back.
 @admin.action(description="Delete selected tasks that are not running", permissions=["delete"])
 def delete_selected(modeladmin, request, queryset):
-    ids = [str(pk) for pk in queryset.values_list("pk", flat=True)]
-    deleted = _store_for(queryset).delete(ids)
-    level = messages.SUCCESS if deleted == len(ids) else messages.WARNING
-    modeladmin.message_user(request, f"Deleted {deleted} of {len(ids)} task(s); running tasks are kept.", level)
+    _act(modeladmin, request, queryset, "delete")
 
 
 @admin.register(TaskRecord)
 class TaskRecordAdmin(ReadOnlyAdmin):
-    list_display = ["id", "task_path", "status", "queue_name", "priority", "attempts_shown",
+    list_display = ["id", "task_path", "phase_shown", "queue_name", "priority", "attempts_shown",
                     "enqueued_at", "finished_at", "progress_shown"]
     list_filter = ["status", "queue_name", "backend", "task_path", "cancel_requested"]
     search_fields = ["task_path"]
@@ -87,13 +110,17 @@ class TaskRecordAdmin(ReadOnlyAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
-    def delete_model(self, request: HttpRequest, obj: TaskRecord) -> None:
-        from loom.store import Store
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context=None):
+        # Django wraps this view in one transaction that reads, then writes (its log entry, then
+        # the row). On SQLite with default settings such a transaction fails at once with
+        # "database is locked" while a worker writes; each write here is one statement instead.
+        return self._delete_view(request, object_id, extra_context)
 
-        Store(obj._state.db).delete([str(obj.pk)])
+    def delete_model(self, request: HttpRequest, obj: TaskRecord) -> None:
+        _perform(TaskRecord.objects.using(obj._state.db).filter(pk=obj.pk), "delete")
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        _store_for(queryset).delete([str(pk) for pk in queryset.values_list("pk", flat=True)])
+        _perform(queryset, "delete")
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -101,6 +128,13 @@ class TaskRecordAdmin(ReadOnlyAdmin):
             return queryset.filter(pk=uuid.UUID(term)), False  # an id finds exactly that task
         except ValueError:
             return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description="status", ordering="status")
+    def phase_shown(self, obj: TaskRecord) -> str:
+        """The words the dashboard uses ("Waiting to retry", "Stopping"), so the two never disagree."""
+        from loom.phase import phase_of
+
+        return phase_of(obj).label
 
     @admin.display(description="attempts")
     def attempts_shown(self, obj: TaskRecord) -> str:

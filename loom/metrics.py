@@ -100,7 +100,7 @@ class TableCollector:
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
-        from loom.dashboard import queries
+        from loom import queries
 
         now = self.now or timezone.now()
         depth = GaugeMetricFamily("loom_queue_depth", "Tasks waiting or running, by queue.", labels=["backend", "queue", "state"])
@@ -130,7 +130,7 @@ class TableCollector:
     def _recent(self, alias, backend, now, recent, duration) -> None:
         from django.db.models import Count
 
-        from loom.dashboard import queries
+        from loom import queries
         from loom.models import FINAL_STATUSES
 
         since = now - dt.timedelta(seconds=RECENT_SECONDS)

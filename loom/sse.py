@@ -11,6 +11,9 @@ for you). Holding a valid token is the permission; tokens expire after ``TOKEN_M
   broker: the worker's events never arrive), every ``SAFETY_POLL`` seconds otherwise.
 - ``status_view`` answers the same state as JSON, for clients that poll instead.
 
+Snapshots carry the task's ``label`` in the words every view uses (``loom.phase``: "Waiting to
+retry", "Stopping", ...) and only the progress of its current attempt.
+
 Under ASGI the stream is an async generator waiting on an ``asyncio.Event``: no thread is held per
 client, and a client that disconnects cancels the generator, whose ``finally`` drops the
 subscription. Under WSGI each open stream holds a server thread, so it ends after
@@ -97,28 +100,38 @@ def status_url(target: TaskResult | str, *, backend: str = "default") -> str:
 
 # -- the task row as an event ------------------------------------------------------------------
 
+# Columns a snapshot reads: enough for the phase's label and the current attempt's progress.
+SNAPSHOT_FIELDS = ("id", "task_path", "queue_name", "status", "attempts", "max_attempts", "available_at",
+                   "cancel_requested", "claimed_by", "last_attempted_at", "progress_current", "progress_total",
+                   "progress_message", "progress_at")
+
+
 def snapshot(task_id: str, backend: str = "default") -> dict[str, Any] | None:
     """The task's row as a ``snapshot`` event payload; None if there is no such task."""
     from django.core.exceptions import ValidationError
     from django.tasks import task_backends
 
     from loom.models import TaskRecord
-    from loom.progress import Progress
 
-    fields = ("task_path", "queue_name", "status", "progress_current", "progress_total",
-              "progress_message", "progress_at")
     try:
-        row = (TaskRecord.objects.using(task_backends[backend].store.alias)
-               .filter(pk=task_id, backend=backend).values(*fields).first())
+        record = (TaskRecord.objects.using(task_backends[backend].store.alias)
+                  .filter(pk=task_id, backend=backend).only(*SNAPSHOT_FIELDS).first())
     except (ValidationError, ValueError, KeyError):
         return None
-    if row is None:
-        return None
-    payload = {"type": "snapshot", "task_id": str(task_id), "task": row["task_path"],
-               "queue": row["queue_name"], "status": row["status"]}
-    if row["progress_current"] is not None:
-        payload.update(Progress(row["progress_current"], row["progress_total"],
-                                row["progress_message"], row["progress_at"]).as_dict())
+    return None if record is None else record_snapshot(record)
+
+
+def record_snapshot(record) -> dict[str, Any]:
+    """A ``snapshot`` payload from a loaded row: its status, the phase's ``label`` (the words every
+    view uses, ``loom.phase``) and the progress of its current attempt only (``loom.attempts``)."""
+    from loom.attempts import current_progress
+    from loom.phase import phase_of
+
+    payload = {"type": "snapshot", "task_id": str(record.id), "task": record.task_path,
+               "queue": record.queue_name, "status": record.status, "label": phase_of(record).label}
+    progress = current_progress(record)
+    if progress is not None:
+        payload.update(progress.as_dict())
     return payload
 
 
@@ -131,6 +144,11 @@ def format_event(payload: dict[str, Any], event_id: int | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
+def _state(payload: dict[str, Any]) -> tuple:
+    """What a client shows of a payload: a reread that changes none of it sends nothing."""
+    return tuple(payload.get(k) for k in ("status", "label", "current", "total", "message"))
+
+
 class TaskStream:
     """Turns a task's snapshots and events into SSE frames, in order, ending after the final one."""
 
@@ -140,23 +158,32 @@ class TaskStream:
         self._state: tuple | None = None
         self._progress_at = ""
 
+    def _labelled(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Events from workers carry no ``label``: keep the last one while the status holds."""
+        if "label" in payload:
+            return payload
+        status = str(payload.get("status") or "")
+        same = self._state is not None and self._state[0] == status
+        return dict(payload, label=self._state[1] if same else status.capitalize())
+
     def _frame(self, payload: dict[str, Any]) -> list[bytes]:
         self.sent += 1
-        self._state = tuple(payload.get(k) for k in ("status", "current", "total", "message"))
+        self._state = _state(payload)
         if payload.get("status") in FINAL:
             self.done = True
         return [format_event(payload, self.sent)]
 
     def first(self, payload: dict[str, Any]) -> list[bytes]:
         self._progress_at = payload.get("at") or ""
-        return [f"retry: {RETRY_MS}\n\n".encode(), *self._frame(payload)]
+        return [f"retry: {RETRY_MS}\n\n".encode(), *self._frame(self._labelled(payload))]
 
     def event(self, payload: dict[str, Any]) -> list[bytes]:
         if self.done:
             return []
+        payload = self._labelled(payload)
         if payload.get("type") == "progress":
             at = payload.get("at") or ""
-            state = tuple(payload.get(k) for k in ("status", "current", "total", "message"))
+            state = _state(payload)
             if at and (at < self._progress_at or (at == self._progress_at and state == self._state)):
                 return []  # older than, or the same as, what the client already has (a reread got ahead)
             self._progress_at = at
@@ -165,8 +192,10 @@ class TaskStream:
     def reread(self, payload: dict[str, Any] | None) -> list[bytes]:
         if self.done or payload is None:
             return []
-        state = tuple(payload.get(k) for k in ("status", "current", "total", "message"))
-        stale = payload["status"] not in FINAL and (payload.get("at") or "") < self._progress_at
+        state = _state(self._labelled(payload))
+        # A reread older than a progress event already sent; one without progress (a READY row
+        # between attempts) is never stale.
+        stale = payload["status"] not in FINAL and bool(payload.get("at")) and payload["at"] < self._progress_at
         if state == self._state or stale:
             return []
         payload = dict(payload, type=FINAL.get(payload["status"], "progress" if "current" in payload else "snapshot"))
@@ -264,7 +293,8 @@ def _group_frames(groups: tuple[str, ...], max_seconds: float) -> Iterator[bytes
         subscription.close()
 
 
-def _response(content) -> StreamingHttpResponse:
+def stream_response(content) -> StreamingHttpResponse:
+    """A text/event-stream response that proxies pass on at once and never cache."""
     response = StreamingHttpResponse(content, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache, no-store"
     response["X-Accel-Buffering"] = "no"  # nginx: pass frames on at once
@@ -276,8 +306,8 @@ def task_stream(request: HttpRequest, task_id: str, backend: str = "default") ->
     if snapshot(task_id, backend) is None:
         raise Http404("No such task.")
     if isinstance(request, ASGIRequest):
-        return _response(_atask_frames(task_id, backend))
-    return _response(_task_frames(task_id, backend, WSGI_MAX_SECONDS))
+        return stream_response(_atask_frames(task_id, backend))
+    return stream_response(_task_frames(task_id, backend, WSGI_MAX_SECONDS))
 
 
 def group_stream(request: HttpRequest, *groups: str) -> StreamingHttpResponse:
@@ -286,8 +316,8 @@ def group_stream(request: HttpRequest, *groups: str) -> StreamingHttpResponse:
     if not groups:
         raise TypeError("group_stream() needs at least one group.")
     if isinstance(request, ASGIRequest):
-        return _response(_agroup_frames(groups))
-    return _response(_group_frames(groups, WSGI_MAX_SECONDS))
+        return stream_response(_agroup_frames(groups))
+    return stream_response(_group_frames(groups, WSGI_MAX_SECONDS))
 
 
 @require_GET

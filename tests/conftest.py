@@ -104,6 +104,16 @@ class WorkerProcess:
 
 
 @pytest.fixture
+def memory_events(settings):
+    """In-process events: nothing holds a connection to the test database after a test."""
+    from loom import events
+
+    settings.LOOM_EVENTS = {"BACKEND": "memory"}
+    yield
+    events.reset()
+
+
+@pytest.fixture
 def start_worker():
     started: list[WorkerProcess] = []
 

@@ -12,18 +12,9 @@ from loom.testing import run_tasks
 from tests.app import tasks
 
 urlpatterns = [path("admin/", django_admin.site.urls)]
-pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db]
+pytestmark = [pytest.mark.usefixtures("memory_events"), pytest.mark.urls(__name__), pytest.mark.django_db]
 
 CHANGELIST = "/admin/loom/taskrecord/"
-
-
-@pytest.fixture(autouse=True)
-def memory_events(settings):
-    from loom import events
-
-    settings.LOOM_EVENTS = {"BACKEND": "memory"}
-    yield
-    events.reset()
 
 
 @pytest.fixture
@@ -58,7 +49,7 @@ def test_changelist_filters_and_search_by_id(boss, failed):
     for facet in ("By status", "By queue name", "By task path"):
         assert facet in page
     page = boss.get(CHANGELIST, {"status__exact": "FAILED"}).content.decode()
-    assert failed.id in page and ok.id not in page
+    assert failed.id in page and ok.id not in page and '<td class="field-phase_shown">Failed</td>' in page
     page = boss.get(CHANGELIST, {"q": ok.id}).content.decode()
     assert ok.id in page and failed.id not in page
     page = boss.get(CHANGELIST, {"q": "tests.app.tasks.fail"}).content.decode()
@@ -80,7 +71,7 @@ def test_actions_retry_cancel_and_safe_delete(boss, failed):
     running = tasks.add.enqueue(1, 2)
     TaskRecord.objects.filter(pk=running.id).update(status="RUNNING", claimed_by="w")
     response = act(boss, "delete_selected", [failed.id, running.id])
-    assert "Deleted 1 of 2" in response.content.decode()
+    assert "1 of 2 tasks deleted" in response.content.decode() and "is RUNNING, cannot delete" in response.content.decode()
     assert not TaskRecord.objects.filter(pk=failed.id).exists()
     assert TaskRecord.objects.filter(pk=running.id).exists()
     assert boss.get(f"{CHANGELIST}{running.id}/delete/").status_code == 403

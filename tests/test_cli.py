@@ -15,18 +15,9 @@ from loom.models import TaskRecord
 from loom.testing import run_tasks
 from tests.app import tasks
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("memory_events")]
 
 MISSING = "01920000-0000-7000-8000-000000000000"
-
-
-@pytest.fixture(autouse=True)
-def memory_events(settings):
-    from loom import events
-
-    settings.LOOM_EVENTS = {"BACKEND": "memory"}
-    yield
-    events.reset()
 
 
 def loom(*args: str) -> str:
@@ -53,6 +44,27 @@ def test_status_tables_and_json():
     assert data["tasks"]["ready"] == 2
 
 
+def test_status_says_which_workers_stopped_and_which_went_silent():
+    from django.tasks import task_backends
+
+    from loom.cli.status import ago
+
+    store, now = task_backends["default"].store, timezone.now()
+    store.register_worker("w-alive", queues=["default"], concurrency={}, now=now)
+    store.register_worker("w-stopped", queues=[], concurrency={}, now=now - dt.timedelta(hours=2))
+    store.worker_stopped("w-stopped", now - dt.timedelta(seconds=7530), 4)
+    store.register_worker("w-silent", queues=[], concurrency={}, now=now - dt.timedelta(hours=1))
+    store.worker_beat("w-silent", now - dt.timedelta(hours=1), 2)
+    text = loom("status")
+    assert "WORKERS  1 alive, 1 stopped, 1 no heartbeat" in text
+    assert "stopped 2h 5m ago" in next(line for line in text.splitlines() if "w-stopped" in line)
+    assert "no heartbeat" in next(line for line in text.splitlines() if "w-silent" in line)
+    states = {w["id"]: w["state"] for w in json.loads(loom("status", "--json"))["workers"]}
+    assert states == {"w-alive": "alive", "w-stopped": "stopped", "w-silent": "no heartbeat"}
+    assert [ago(s) for s in (0.43, 12, 200, 7530, 273600)] == ["0.4s ago", "12s ago", "3m 20s ago", "2h 5m ago",
+                                                                "3d 4h ago"]
+
+
 def test_status_watch_refreshes_until_told_to_stop():
     out = loom("status", "--json", "--watch", "0.01", "--times", "3")
     assert len([line for line in out.splitlines() if line.startswith("{")]) == 3
@@ -66,9 +78,9 @@ def test_status_errors():
 def test_retry_by_id_and_all_failed():
     a, b = tasks.fail.enqueue(), tasks.fail.enqueue()
     run_tasks()
-    assert "1 of 1 task(s) retried" in loom("retry", a.id)
+    assert "1 of 1 task retried" in loom("retry", a.id)
     assert TaskRecord.objects.get(pk=a.id).status == "READY"
-    assert "1 of 1 task(s) retried" in loom("retry", "--failed")
+    assert "1 of 1 task retried" in loom("retry", "--failed")
     assert TaskRecord.objects.get(pk=b.id).status == "READY"
     assert "No failed tasks" in loom("retry", "--failed", "--queue", "reports")
 
@@ -88,7 +100,7 @@ def test_bad_ids_exit_1_with_the_fix():
 
 def test_cancel():
     ready = tasks.add.enqueue(1, 1)
-    assert "1 of 1 task(s) cancelled" in loom("cancel", ready.id)
+    assert "1 of 1 task cancelled" in loom("cancel", ready.id)
     assert TaskRecord.objects.get(pk=ready.id).status == "CANCELLED"
     assert fails("cancel", ready.id).returncode == 3  # already final
 
@@ -96,8 +108,8 @@ def test_cancel():
 def test_purge_a_queue():
     keep = tasks.add.enqueue(1, 1)
     gone = [tasks.report.enqueue(i).id for i in range(3)]
-    assert "3 READY task(s) in queue 'reports' would be deleted" in loom("purge", "--queue", "reports", "--dry-run")
-    assert "Deleted 3 READY task(s)" in loom("purge", "--queue", "reports")
+    assert "3 READY tasks in queue 'reports' would be deleted" in loom("purge", "--queue", "reports", "--dry-run")
+    assert "Deleted 3 READY tasks" in loom("purge", "--queue", "reports")
     assert not TaskRecord.objects.filter(pk__in=gone).exists() and TaskRecord.objects.filter(pk=keep.id).exists()
     assert "is not in TASKS['default']['QUEUES']" in str(fails("purge", "--queue", "nowhere"))
 
@@ -106,8 +118,8 @@ def test_prune_older_than():
     old, new = tasks.add.enqueue(1, 1), tasks.add.enqueue(2, 2)
     run_tasks()
     TaskRecord.objects.filter(pk=old.id).update(finished_at=timezone.now() - dt.timedelta(days=8))
-    assert "1 finished task(s) older than 7d would be deleted" in loom("prune", "--older-than", "7d", "--dry-run")
-    assert "Deleted 1 finished task(s)" in loom("prune", "--older-than", "7d")
+    assert "1 finished task older than 7d would be deleted" in loom("prune", "--older-than", "7d", "--dry-run")
+    assert "Deleted 1 finished task" in loom("prune", "--older-than", "7d")
     assert not TaskRecord.objects.filter(pk=old.id).exists() and TaskRecord.objects.filter(pk=new.id).exists()
     assert "is not a duration" in str(fails("prune", "--older-than", "soon"))
 

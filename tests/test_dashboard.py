@@ -17,20 +17,10 @@ from tests.app import progress_tasks as pt
 from tests.app import tasks
 
 urlpatterns = [path("loom/", include("loom.urls")), path("admin/", __import__("django.contrib.admin").contrib.admin.site.urls)]
-pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db]
+pytestmark = [pytest.mark.usefixtures("memory_events"), pytest.mark.urls(__name__), pytest.mark.django_db]
 
 ID = "01920000-0000-7000-8000-000000000000"
 PAGES = ["loom:overview", "loom:workers", "loom:tasks", "loom:schedules"]
-
-
-@pytest.fixture(autouse=True)
-def memory_events(settings):
-    """In-process events: nothing holds a connection to the test database after a test."""
-    from loom import events
-
-    settings.LOOM_EVENTS = {"BACKEND": "memory"}
-    yield
-    events.reset()
 
 
 @pytest.fixture
@@ -69,6 +59,7 @@ def every_url(task_id: str) -> list[tuple[str, str]]:
     urls.append(("get", reverse("loom:task", args=[task_id])))
     urls += [("post", reverse("loom:task-action", args=[task_id, a])) for a in ("retry", "cancel", "delete")]
     urls.append(("post", reverse("loom:bulk-action")))
+    urls.append(("get", reverse("loom:live") + "?url=/loom/"))
     return urls
 
 
@@ -144,7 +135,7 @@ def test_retry_cancel_delete_one_task(admin, failed):
 def test_action_in_the_wrong_state_says_so(admin):
     ready = tasks.add.enqueue(1, 2)
     response = admin.post(reverse("loom:task-action", args=[ready.id, "retry"]), follow=True)
-    assert "not in a state that allows retry" in response.content.decode()
+    assert "was not changed: it is READY, cannot retry (needs CANCELLED or FAILED)" in response.content.decode()
     assert TaskRecord.objects.get(pk=ready.id).status == "READY"
 
 
@@ -197,7 +188,7 @@ def test_task_list_filters_and_searches(admin, failed):
 
 
 def test_task_list_pages_without_counting(admin):
-    from loom.dashboard.queries import PAGE_SIZE
+    from loom.queries import PAGE_SIZE
 
     tasks.add.using(queue_name="other").get_backend().enqueue_many(tasks.add, [((i, i), {}) for i in range(PAGE_SIZE + 2)])
     first = admin.get(reverse("loom:tasks")).content.decode()
@@ -206,20 +197,45 @@ def test_task_list_pages_without_counting(admin):
     assert second.count('name="ids"') == 2 and "← Newer" in second and "Older →" not in second
 
 
-def test_task_detail_shows_arguments_attempts_and_traceback(admin, failed):
+def test_task_detail_shows_arguments_attempts_and_the_error(admin, failed):
     page = admin.get(reverse("loom:task", args=[failed.id])).content.decode()
-    assert "tests.app.tasks.fail" in page and "&quot;dashboard boom&quot;" in page
-    assert "builtins.ValueError" in page and "Traceback (most recent call last)" in page
-    assert "1 of 1" in page and ">Retry<" in page and ">Delete<" in page and ">Cancel<" not in page
+    assert "tests.app.tasks.fail" in page and '[&quot;dashboard boom&quot;]' in page  # short JSON: one line
+    assert "After 1 attempt: ValueError: dashboard boom." in page  # class and message, in the header
+    assert re.search(r'<summary class="ld-mono" title="builtins.ValueError">ValueError: dashboard boom</summary>', page)
+    assert "<details class=\"ld-error\">" in page and "Traceback (most recent call last)" in page  # folded
+    assert 'data-attempts>1 of 1<' in page and ">Retry<" in page and ">Delete<" in page and ">Cancel<" not in page
     assert admin.get(reverse("loom:task", args=[ID])).status_code == 404
     assert admin.get("/loom/tasks/not-a-uuid/").status_code == 404
 
 
-def test_task_detail_of_a_running_task_has_a_live_bar(admin):
+def test_task_detail_of_a_running_task_shows_this_attempts_bar(admin):
     running = pt.count.enqueue(4)
-    TaskRecord.objects.filter(pk=running.id).update(status="RUNNING", progress_current=1, progress_total=4)
+    now = timezone.now()
+    TaskRecord.objects.filter(pk=running.id).update(status="RUNNING", attempts=2, max_attempts=3, claimed_by="w2",
+                                                    worker_ids=["w1", "w2"], last_attempted_at=now, started_at=now,
+                                                    progress_current=1, progress_total=4, progress_at=now)
     page = admin.get(reverse("loom:task", args=[running.id])).content.decode()
-    assert 'data-loom-events="/loom/events/' in page and "25%" in page
+    assert 'data-loom-live="/loom/live/?url=' in page and "data-loom-events" not in page  # the region stream drives it
+    assert 'data-loom-field="percent">25%<' in page and 'data-loom-field="status">running<' in page
+    assert "Attempt 2 of 3 on w2." in page
+    assert 'data-workers>w1, w2<' in page
+    TaskRecord.objects.filter(pk=running.id).update(progress_at=now - dt.timedelta(seconds=1))
+    page = admin.get(reverse("loom:task", args=[running.id])).content.decode()
+    assert 'data-loom-field="percent"><' in page  # that report came from attempt 1
+
+
+def test_lists_and_pages_use_the_same_words(admin, failed):
+    stopping, cancelled = pt.count.enqueue(1), tasks.add.enqueue(1, 1)
+    TaskRecord.objects.filter(pk=stopping.id).update(status="RUNNING", attempts=1, claimed_by="w1", cancel_requested=True)
+    TaskRecord.objects.filter(pk=cancelled.id).update(status="CANCELLED", cancel_requested=True, attempts=1)
+    listed = admin.get(reverse("loom:tasks")).content.decode()
+    for task_id, label in [(stopping.id, "Stopping"), (cancelled.id, "Cancelled"), (failed.id, "Failed")]:
+        row = re.search(rf'data-task-row="{task_id}".*?</tr>', listed, re.S)[0]
+        assert f"data-phase>{label}<" in row, (label, row)
+        page = admin.get(reverse("loom:task", args=[task_id])).content.decode()
+        assert re.search(rf'data-task-status="[A-Z]+">{label}<', page), label
+    assert "cancelling" not in listed and "cancel requested" not in admin.get(reverse("loom:task", args=[cancelled.id])).content.decode()
+    assert "ValueError: dashboard boom" in re.search(rf'data-task-row="{failed.id}".*?</tr>', listed, re.S)[0]
 
 
 def test_workers_page_shows_liveness_and_current_tasks(admin):
@@ -235,6 +251,8 @@ def test_workers_page_shows_liveness_and_current_tasks(admin):
     page = admin.get(reverse("loom:workers")).content.decode()
     assert page.index("host-1-alive") < page.index("host-2-gone")  # alive first
     assert "no heartbeat" in page and "tests.app.progress_tasks.count" in page
+    store.worker_stopped("host-1-alive", now, 3)
+    assert ">stopped<" in admin.get(reverse("loom:workers")).content.decode()
 
 
 def test_schedules_page_reads_periodic_options_with_last_tick(admin, settings):
@@ -243,5 +261,7 @@ def test_schedules_page_reads_periodic_options_with_last_tick(admin, settings):
     PeriodicTick.objects.create(schedule="nightly", tick_at=timezone.now(), task_id=ID)
     page = admin.get(reverse("loom:schedules")).content.decode()
     assert "nightly" in page and "0 3 * * *" in page and f"/loom/tasks/{ID}/" in page
+    next_run = re.search(r'data-label="Next run">([^<]+)<', page)[1]
+    assert next_run.endswith("03:00:00")
     settings.TASKS = {"default": {"BACKEND": "loom.backends.DatabaseBackend", "QUEUES": ["default"]}}
     assert "No periodic schedules" in admin.get(reverse("loom:schedules")).content.decode()

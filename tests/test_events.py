@@ -158,8 +158,8 @@ def test_task_events_follow_the_task_in_order(django_capture_on_commit_callbacks
 
 @pytest.mark.django_db
 def test_failed_and_cancelled_events():
-    from loom.dashboard.actions import perform
-    from loom.dashboard.queries import pick_backend
+    from loom.actions import perform
+    from loom.queries import pick_backend
 
     failing = pt.broken.enqueue()
     waiting = pt.count.enqueue(1)

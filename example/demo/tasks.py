@@ -2,7 +2,11 @@
 
 - ``generate_report``: CPU-bound work in chunks, reporting progress after each chunk.
 - ``fetch_prices``: an ``async def`` task that waits on (simulated) I/O and reports progress.
-- ``always_fails``: raises, to show a failed task with its traceback and a retry.
+- ``always_fails``: raises, to show a failed task with its error, its traceback and a retry.
+- ``flaky``: fails its first two attempts and succeeds on the third; loom retries it with
+  back-off (``@task(max_attempts=3, retry_backoff=...)``, Django 6.1's per-task options), so the
+  waits between attempts show on the demo page and the dashboard.
+- ``tick``: the periodic task of ``OPTIONS["PERIODIC"]`` (settings.py), every 10 seconds.
 """
 
 from __future__ import annotations
@@ -12,13 +16,18 @@ import hashlib
 import random
 
 from django.tasks import task
+from django.utils import timezone
 
 from loom import progress
 
 # Chunks of work in a report; each is a fraction of a second of hashing.
 REPORT_CHUNKS = 20
 # Hash rounds per chunk.
-ROUNDS_PER_CHUNK = 300_000
+ROUNDS_PER_CHUNK = 500_000
+# The attempt on which the flaky task succeeds (it fails the ones before).
+FLAKY_SUCCEEDS_ON = 3
+# Seconds before the flaky task's first retry; loom doubles it for the next (with jitter).
+FLAKY_BACKOFF = 1.5
 
 
 @task(takes_context=True, queue_name="reports", priority=5)
@@ -46,3 +55,17 @@ async def fetch_prices(symbols: list[str]) -> dict:
 def always_fails(reason: str = "the demo asked for a failure") -> None:
     progress(1, 2, "about to fail")
     raise RuntimeError(reason)
+
+
+@task(takes_context=True, max_attempts=FLAKY_SUCCEEDS_ON, retry_backoff=FLAKY_BACKOFF)
+def flaky(context, succeed_on: int = FLAKY_SUCCEEDS_ON) -> dict:
+    attempt = context.attempt
+    progress(attempt, succeed_on, f"attempt {attempt} of {succeed_on}")
+    if attempt < succeed_on:
+        raise ConnectionError(f"the flaky service timed out on attempt {attempt}")
+    return {"succeeded_on_attempt": attempt}
+
+
+@task
+def tick() -> str:
+    return f"tick at {timezone.now():%H:%M:%S}"

@@ -18,3 +18,8 @@ def subcommands() -> dict[str, ModuleType]:
         if not info.name.startswith("_"):
             found[info.name.replace("_", "-")] = importlib.import_module(f"{__name__}.{info.name}")
     return found
+
+
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """``1 task``, ``2 tasks``: output reads as sentences, never ``1 task(s)``."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -32,28 +32,24 @@ def parse_ids(values: list[str]) -> list[str]:
     return ids
 
 
-def act(command, options, action: str, allowed: set[str], done: str) -> None:
-    """Run ``action`` on the named tasks and report per task; shared by retry, cancel."""
+def act(command, options, action: str, done: str) -> None:
+    """Run ``action`` on the named tasks and report per task; shared by retry and cancel."""
+    from loom.actions import perform
+    from loom.cli import counted
     from loom.cli.status import backend_or_error
-    from loom.dashboard.actions import perform
-    from loom.dashboard.queries import tasks_of
 
     backend = backend_or_error(options["backend"])
-    ids = parse_ids(options["ids"])
-    before = dict(tasks_of(backend).filter(pk__in=ids).values_list("pk", "status"))
-    before = {str(k): v for k, v in before.items()}
-    targets = [i for i in ids if before.get(i) in allowed]
-    changed = perform(backend, action, targets) if targets else 0
-    problems = []
-    for task_id in ids:
-        if task_id not in before:
-            problems.append(f"{task_id}: no such task")
-        elif before[task_id] not in allowed:
-            problems.append(f"{task_id}: is {before[task_id]}, cannot {action} (needs {' or '.join(sorted(allowed))})")
-    command.stdout.write(f"{changed} of {len(ids)} task(s) {done}.")
-    if problems:
-        raise CommandError("\n".join(problems), returncode=PARTIAL)
+    report = perform(backend, action, parse_ids(options["ids"]))
+    line = f"{report.changed} of {counted(report.asked, 'task')} {done}"
+    if report.stopping == 1:
+        line += " (1 was running: it shows as Stopping until its worker stops it)"
+    elif report.stopping:
+        line += f" ({report.stopping} were running: they show as Stopping until their workers stop them)"
+    command.stdout.write(line + ".")
+    if report.refused:
+        raise CommandError("\n".join(f"{task_id}: {why}" for task_id, why in report.refused.items()),
+                           returncode=PARTIAL)
 
 
 def run(command, options) -> None:
-    act(command, options, "cancel", allowed={"READY", "RUNNING"}, done="cancelled")
+    act(command, options, "cancel", done="cancelled")

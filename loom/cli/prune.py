@@ -32,14 +32,15 @@ def add_arguments(parser) -> None:
 
 
 def run(command, options) -> None:
+    from loom.cli import counted
     from loom.cli.status import backend_or_error
-    from loom.dashboard.queries import tasks_of
+    from loom.queries import tasks_of
 
     backend = backend_or_error(options["backend"])
     cutoff = timezone.now() - parse_duration(options["older_than"])
     if options["dry_run"]:
         n = tasks_of(backend).finished().filter(finished_at__lt=cutoff).count()
-        command.stdout.write(f"{n} finished task(s) older than {options['older_than']} would be deleted.")
+        command.stdout.write(f"{counted(n, 'finished task')} older than {options['older_than']} would be deleted.")
         return
     deleted = backend.store.prune(cutoff)
-    command.stdout.write(f"Deleted {deleted} finished task(s) older than {options['older_than']}.")
+    command.stdout.write(f"Deleted {counted(deleted, 'finished task')} older than {options['older_than']}.")

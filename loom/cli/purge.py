@@ -17,8 +17,9 @@ def add_arguments(parser) -> None:
 
 
 def run(command, options) -> None:
+    from loom.cli import counted
     from loom.cli.status import backend_or_error
-    from loom.dashboard.queries import tasks_of
+    from loom.queries import tasks_of
 
     backend = backend_or_error(options["backend"])
     queue = options["queue"]
@@ -27,7 +28,7 @@ def run(command, options) -> None:
         raise CommandError(f"Queue {queue!r} is not in TASKS[{backend.alias!r}]['QUEUES'] "
                            f"({', '.join(sorted(backend.queues))}) and holds no tasks.")
     if options["dry_run"]:
-        command.stdout.write(f"{waiting.count()} READY task(s) in queue {queue!r} would be deleted.")
+        command.stdout.write(f"{counted(waiting.count(), 'READY task')} in queue {queue!r} would be deleted.")
         return
     deleted = backend.store.purge(queue)
-    command.stdout.write(f"Deleted {deleted} READY task(s) from queue {queue!r}.")
+    command.stdout.write(f"Deleted {counted(deleted, 'READY task')} from queue {queue!r}.")

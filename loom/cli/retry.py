@@ -23,7 +23,7 @@ def run(command, options) -> None:
 
     if options["failed"]:
         from loom.cli.status import backend_or_error
-        from loom.dashboard.queries import tasks_of
+        from loom.queries import tasks_of
 
         backend = backend_or_error(options["backend"])
         qs = tasks_of(backend).failed()
@@ -35,4 +35,4 @@ def run(command, options) -> None:
             return
     elif options["queue"]:
         raise CommandError("--queue only works with --failed; to retry tasks by id, list their ids.")
-    act(command, options, "retry", allowed={"FAILED", "CANCELLED"}, done="retried")
+    act(command, options, "retry", done="retried")

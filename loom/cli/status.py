@@ -41,7 +41,7 @@ def backend_or_error(alias: str):
 
 
 def snapshot(backend) -> dict:
-    from loom.dashboard import queries
+    from loom import queries
 
     now = timezone.now()
     queues = queries.queue_rows(backend, now)
@@ -54,11 +54,30 @@ def snapshot(backend) -> dict:
                     "oldest_due_seconds": round((now - q.oldest_due).total_seconds(), 1) if q.oldest_due else None}
                    for q in queues],
         "tasks": {k.lower(): v for k, v in queries.status_counts(backend).items()},
-        "workers": [{"id": w.id, "alive": w.alive,
+        "workers": [{"id": w.id, "alive": w.alive, "state": w.state,
                      "heartbeat_age_seconds": round(w.heartbeat_age, 1) if w.heartbeat_age is not None else None,
                      "queues": list(w.record.queues) if w.record else [], "running": len(w.running)}
                     for w in workers],
     }
+
+
+# Worker states in the order the summary line names them.
+WORKER_STATES = ("alive", "stopped", "no heartbeat")
+
+
+def ago(seconds: float, suffix: str = " ago") -> str:
+    """A short age: ``0.4s ago``, ``12s ago``, ``3m 20s ago``, ``2h 5m ago``, ``3d 4h ago``."""
+    if seconds < 10:
+        text = f"{max(seconds, 0):.1f}s"
+    elif seconds < 60:
+        text = f"{seconds:.0f}s"
+    else:
+        whole = int(seconds)
+        for size, unit, small, small_unit in ((86400, "d", 3600, "h"), (3600, "h", 60, "m"), (60, "m", 1, "s")):
+            if whole >= size:
+                text = f"{whole // size}{unit} {whole % size // small}{small_unit}"
+                break
+    return text + suffix
 
 
 def render(data: dict) -> str:
@@ -66,18 +85,22 @@ def render(data: dict) -> str:
     header = f"{'QUEUE':<20} {'READY':>7} {'SCHEDULED':>9} {'RUNNING':>7} {'FAILED 1h':>9}  OLDEST DUE"
     lines.append(header)
     for q in data["queues"]:
-        oldest = f"{q['oldest_due_seconds']:.0f}s" if q["oldest_due_seconds"] is not None else "-"
+        oldest = ago(q["oldest_due_seconds"], suffix="") if q["oldest_due_seconds"] is not None else "-"
         lines.append(f"{q['name'][:20]:<20} {q['ready']:>7} {q['scheduled']:>9} {q['running']:>7} "
                      f"{q['failed_last_hour']:>9}  {oldest}")
     if not data["queues"]:
         lines.append("(no queues)")
     lines.append("")
     lines.append("TASKS    " + "  ".join(f"{k} {v}" for k, v in data["tasks"].items()))
-    alive = sum(1 for w in data["workers"] if w["alive"])
-    lines.append(f"WORKERS  {alive} alive, {len(data['workers']) - alive} not")
+    states = [w["state"] for w in data["workers"]]
+    lines.append("WORKERS  " + ", ".join(f"{states.count(state)} {state}" for state in WORKER_STATES
+                                         if state == "alive" or state in states))
     for w in data["workers"]:
-        age = f"heartbeat {w['heartbeat_age_seconds']}s ago" if w["heartbeat_age_seconds"] is not None else "unregistered"
-        lines.append(f"  {w['id'][:40]:<40} {'alive' if w['alive'] else 'stale':<5}  {age}  "
+        if w["heartbeat_age_seconds"] is None:
+            age = "unregistered"
+        else:  # a stopping worker beats one last time, so its last heartbeat is when it stopped
+            age = f"{'stopped' if w['state'] == 'stopped' else 'heartbeat'} {ago(w['heartbeat_age_seconds'])}"
+        lines.append(f"  {w['id'][:40]:<40} {w['state']:<12}  {age}  "
                      f"queues {','.join(w['queues']) or '*'}  running {w['running']}")
     return "\n".join(lines)
 

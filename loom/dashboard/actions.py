@@ -1,9 +1,8 @@
 """Dashboard actions: retry, cancel and delete tasks, one at a time or a selection.
 
 POST only and CSRF-protected even where the CSRF middleware is missing (``csrf_protect``); the
-user must be active staff with the action's permission (``access.ACTION_PERMISSIONS``). Writes go
-through ``Store`` (retry: FAILED/CANCELLED → READY; cancel: READY → CANCELLED at once, RUNNING →
-asks the worker; delete: anything not RUNNING). Cancelled READY tasks get a ``cancelled`` event.
+user must be active staff with the action's permission (``access.ACTION_PERMISSIONS``). What each action
+does, and its writes and events, live in ``loom.actions`` (shared with the admin and the CLI).
 The response redirects to ``next`` when it is a safe local URL, else to the task or the list.
 """
 
@@ -19,29 +18,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
-from loom.dashboard import queries
+from loom import queries
+from loom.actions import Report, perform
 from loom.dashboard.access import require_action, staff_required
-from loom.models import Status
 
 # Most tasks one bulk action may touch.
 MAX_SELECTION = 500
-
-
-def perform(backend, action: str, ids: list[str]) -> int:
-    """Run one action on ``ids`` through the backend's Store; return how many rows changed."""
-    from loom.events.tasks import publish_cancelled
-
-    store, now = backend.store, timezone.now()
-    if action == "retry":
-        return store.retry(ids, now)
-    if action == "cancel":
-        ready = list(queries.tasks_of(backend).filter(pk__in=ids, status=Status.READY).only("id", "task_path", "queue_name"))
-        changed = store.cancel(ids, now)
-        publish_cancelled(ready)
-        return changed
-    if action == "delete":
-        return store.delete(ids)
-    raise ValueError(f"Unknown action {action!r}; expected retry, cancel or delete.")
 
 
 def _notify(request: HttpRequest, text: str, ok: bool) -> None:
@@ -59,8 +41,16 @@ def _next(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(fallback)
 
 
-DONE = {"retry": "queued to run again", "cancel": "cancelled (running tasks stop when their worker sees it)",
-        "delete": "deleted"}
+DONE = {"retry": "queued to run again", "cancel": "cancelled", "delete": "deleted"}
+
+
+def describe(report: Report, what: str) -> str:
+    """One sentence for the notice after an action: what changed, and what did not and why."""
+    text = f"{what} {DONE[report.action]}."
+    if report.stopping:
+        text = (f"{what} {DONE[report.action]}; {report.stopping} running "
+                f"{'task stops' if report.stopping == 1 else 'tasks stop'} when {'its' if report.stopping == 1 else 'their'} worker sees it.")
+    return text
 
 
 @staff_required
@@ -69,12 +59,15 @@ DONE = {"retry": "queued to run again", "cancel": "cancelled (running tasks stop
 def task_action(request: HttpRequest, task_id: uuid.UUID, action: str) -> HttpResponseRedirect:
     require_action(request.user, action)
     backend = queries.pick_backend(request.POST.get("backend") or request.GET.get("backend"))
-    changed = perform(backend, action, [str(task_id)])
-    if changed:
-        _notify(request, f"Task {task_id} {DONE[action]}.", True)
+    report = perform(backend, action, [str(task_id)])
+    if report.changed:
+        if report.stopping:
+            _notify(request, f"Task {task_id}: stop requested; its worker stops it and records it as cancelled.", True)
+        else:
+            _notify(request, f"Task {task_id} {DONE[action]}.", True)
     else:
-        _notify(request, f"Task {task_id} was not changed: it is not in a state that allows {action}.", False)
-    fallback = reverse("loom:tasks") if action == "delete" and changed else reverse("loom:task", args=[task_id])
+        _notify(request, f"Task {task_id} was not changed: it {report.refused.get(str(task_id), 'changed meanwhile')}.", False)
+    fallback = reverse("loom:tasks") if action == "delete" and report.changed else reverse("loom:task", args=[task_id])
     return _next(request, fallback)
 
 
@@ -94,6 +87,7 @@ def bulk_action(request: HttpRequest) -> HttpResponseRedirect:
     if not ids:
         _notify(request, "Select at least one task first.", False)
         return _next(request, reverse("loom:tasks"))
-    changed = perform(backend, action, ids)
-    _notify(request, f"{changed} of {len(ids)} selected tasks {DONE[action]}.", changed == len(ids))
+    report = perform(backend, action, ids)
+    what = f"{report.changed} of {len(ids)} selected {'task' if len(ids) == 1 else 'tasks'}"
+    _notify(request, describe(report, what), report.changed == len(ids))
     return _next(request, reverse("loom:tasks"))

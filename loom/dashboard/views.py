@@ -1,34 +1,50 @@
-"""Dashboard pages: overview, workers, tasks, task detail, schedules. Read-only, staff only.
+"""Dashboard pages: overview, workers, tasks, one task, schedules. Read-only; staff only.
 
-Every view takes ``?backend=ALIAS`` to pick among several ``DatabaseBackend`` aliases (default:
+Each page is a frame (``<page>.html``: title, navigation, filters) around one live region
+(``regions/<page>.html``) whose context comes from a ``*_region`` function of this module. The
+page renders the region once; ``loom.dashboard.live`` renders it again whenever the data behind
+it changes and streams it to the open page, so a page and its updates cannot disagree. Every
+page takes ``?backend=ALIAS`` when several ``DatabaseBackend`` aliases exist (default:
 ``"default"``). Writes are in ``loom.dashboard.actions``.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from urllib.parse import urlencode
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 
-from loom.dashboard import queries
+from loom import queries
+from loom.actions import applies
+from loom.attempts import current_progress, history, last_error_line
 from loom.dashboard.access import allowed_actions, staff_required
-from loom.models import FINAL_STATUSES, Status, TaskRecord
+from loom.models import Status, TaskRecord
+from loom.phase import phase_of
+from loom.sse import record_snapshot
+from loom.templatetags.loom import progress_bar
 
 
-def _context(request: HttpRequest, section: str, **extra) -> dict:
-    backend = queries.pick_backend(request.GET.get("backend"))
+def _base(request: HttpRequest, query: QueryDict, section: str) -> dict:
+    backend = queries.pick_backend(query.get("backend"))
     backends = list(queries.database_backends())
     return {"section": section, "backend": backend, "backends": backends if len(backends) > 1 else [],
-            "backend_query": f"?backend={backend.alias}" if len(backends) > 1 else "", **extra}
+            "backend_query": f"?backend={backend.alias}" if len(backends) > 1 else ""}
 
 
-@staff_required
-def overview(request: HttpRequest) -> HttpResponse:
-    context = _context(request, "overview")
+def _page(request: HttpRequest, name: str, context: dict) -> HttpResponse:
+    context["live_url"] = reverse("loom:live") + "?" + urlencode({"url": request.get_full_path()})
+    context["region"] = f"loom/dashboard/regions/{name}.html"
+    return render(request, f"loom/dashboard/{name}.html", context)
+
+
+# -- overview -------------------------------------------------------------------------------------
+
+def overview_region(request: HttpRequest, query: QueryDict) -> dict:
+    context = _base(request, query, "overview")
     backend, now = context["backend"], timezone.now()
     queues = queries.queue_rows(backend, now)
     buckets = queries.throughput(backend, now)
@@ -44,9 +60,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         workers_alive=sum(1 for w in workers if w.alive),
         chart=_chart(buckets, peak),
         peak=peak,
-        refresh=True,
     )
-    return render(request, "loom/dashboard/overview.html", context)
+    return context
 
 
 def _chart(buckets, peak: int) -> list[dict]:
@@ -56,7 +71,7 @@ def _chart(buckets, peak: int) -> list[dict]:
     for i, b in enumerate(buckets):
         scale = height / peak if peak else 0
         ok_h, bad_h = b.successful * scale, (b.failed + b.cancelled) * scale
-        bars.append({"x": round(i * width + 1, 2), "w": round(width - 2, 2),
+        bars.append({"x": round(i * width + 1, 2), "w": round(width - 2, 2), "key": f"{b.minute:%H%M}",
                      "ok_y": round(120 - ok_h, 2), "ok_h": round(ok_h, 2),
                      "bad_y": round(120 - ok_h - bad_h, 2), "bad_h": round(bad_h, 2),
                      "title": f"{timezone.localtime(b.minute):%H:%M}: {b.successful} ok, {b.failed} failed, {b.cancelled} cancelled"})
@@ -64,60 +79,89 @@ def _chart(buckets, peak: int) -> list[dict]:
 
 
 @staff_required
+def overview(request: HttpRequest) -> HttpResponse:
+    return _page(request, "overview", overview_region(request, request.GET))
+
+
+# -- workers --------------------------------------------------------------------------------------
+
+def workers_region(request: HttpRequest, query: QueryDict) -> dict:
+    context = _base(request, query, "workers")
+    context["workers"] = queries.worker_rows(context["backend"])
+    return context
+
+
+@staff_required
 def workers(request: HttpRequest) -> HttpResponse:
-    context = _context(request, "workers")
-    context.update(workers=queries.worker_rows(context["backend"]), refresh=True)
-    return render(request, "loom/dashboard/workers.html", context)
+    return _page(request, "workers", workers_region(request, request.GET))
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+def tasks_region(request: HttpRequest, query: QueryDict) -> dict:
+    context = _base(request, query, "tasks")
+    backend, now = context["backend"], timezone.now()
+    flt = queries.TaskFilter.from_query(query)
+    rows, has_next = queries.task_page(backend, flt)
+    failed = [r.pk for r in rows if r.status == Status.FAILED]
+    errors = dict(queries.tasks_of(backend).filter(pk__in=failed).values_list("pk", "errors")) if failed else {}
+    params = {k: v for k, v in [("backend", query.get("backend", "")), ("status", flt.status),
+                                ("queue", flt.queue), ("task", flt.task), ("q", flt.q)] if v}
+    context.update(
+        rows=[{"task": r, "phase": phase_of(r, now), "error": last_error_line(errors.get(r.pk)),
+               "progress": current_progress(r)} for r in rows],
+        filter=flt, has_next=has_next, counts=queries.status_counts(backend),
+        statuses=Status.choices, queues=sorted(backend.queues or {r.queue_name for r in rows}),
+        prev_query=urlencode({**params, "page": flt.page - 1}) if flt.page > 1 else "",
+        next_query=urlencode({**params, "page": flt.page + 1}) if has_next else "",
+        this_url=f"{reverse('loom:tasks')}?{urlencode({**params, 'page': flt.page})}",
+        actions=allowed_actions(request.user),
+    )
+    return context
 
 
 @staff_required
 def tasks(request: HttpRequest) -> HttpResponse:
-    context = _context(request, "tasks")
-    backend = context["backend"]
-    flt = queries.TaskFilter.from_query(request.GET)
-    rows, has_next = queries.task_page(backend, flt)
-    params = {k: v for k, v in [("backend", request.GET.get("backend", "")), ("status", flt.status),
-                                ("queue", flt.queue), ("task", flt.task), ("q", flt.q)] if v}
-    context.update(
-        rows=rows, filter=flt, has_next=has_next, counts=queries.status_counts(backend),
-        statuses=Status.choices, queues=sorted(backend.queues or {r.queue_name for r in rows}),
-        prev_query=urlencode({**params, "page": flt.page - 1}) if flt.page > 1 else "",
-        next_query=urlencode({**params, "page": flt.page + 1}) if has_next else "",
-        this_url=request.get_full_path(), actions=allowed_actions(request.user),
-    )
-    return render(request, "loom/dashboard/tasks.html", context)
+    return _page(request, "tasks", tasks_region(request, request.GET))
 
 
-@staff_required
-def task_detail(request: HttpRequest, task_id: uuid.UUID) -> HttpResponse:
-    context = _context(request, "tasks")
+# -- one task -------------------------------------------------------------------------------------
+
+def task_region(request: HttpRequest, query: QueryDict, task_id: uuid.UUID) -> dict:
+    context = _base(request, query, "tasks")
     backend = context["backend"]
     try:
         record = queries.tasks_of(backend).get(pk=task_id)
     except TaskRecord.DoesNotExist:
-        raise Http404("No such task.") from None
+        raise Http404("No such task: it was never enqueued on this backend, or it was deleted.") from None
+    attempts = history(record)
+    ended = [a for a in attempts if a.number is not None and a.duration is not None]
     allowed = allowed_actions(request.user)
-    possible = {
-        "retry": record.status in (Status.FAILED, Status.CANCELLED),
-        "cancel": record.status in (Status.READY, Status.RUNNING) and not record.cancel_requested,
-        "delete": record.status != Status.RUNNING,
-    }
-    duration = None
-    if record.started_at and record.finished_at:
-        duration = (record.finished_at - record.started_at).total_seconds()
     context.update(
-        task=record, final=record.status in FINAL_STATUSES,
-        args_json=json.dumps(record.args, indent=2), kwargs_json=json.dumps(record.kwargs, indent=2),
-        return_json=json.dumps(record.return_value, indent=2) if record.return_value is not None else "",
-        errors=list(reversed(record.errors)), duration=duration,
-        actions=[a for a in ("retry", "cancel", "delete") if possible[a] and a in allowed],
-        this_url=request.get_full_path(), refresh=record.status not in FINAL_STATUSES,
+        task=record, phase=phase_of(record), attempts=attempts,
+        bar=progress_bar(record_snapshot(record), label="This attempt"),
+        last_duration=ended[-1].duration if ended else None,
+        workers=list(dict.fromkeys(w for w in record.worker_ids or [] if w)),
+        actions=[a for a in ("retry", "cancel", "delete")
+                 if a in allowed and applies(a, record.status, record.cancel_requested)],
+        this_url=reverse("loom:task", args=[record.pk]) + context["backend_query"],
     )
-    return render(request, "loom/dashboard/task_detail.html", context)
+    return context
+
+
+@staff_required
+def task_detail(request: HttpRequest, task_id: uuid.UUID) -> HttpResponse:
+    return _page(request, "task_detail", task_region(request, request.GET, task_id))
+
+
+# -- schedules ------------------------------------------------------------------------------------
+
+def schedules_region(request: HttpRequest, query: QueryDict) -> dict:
+    context = _base(request, query, "schedules")
+    context["schedules"] = queries.schedule_rows(context["backend"])
+    return context
 
 
 @staff_required
 def schedules(request: HttpRequest) -> HttpResponse:
-    context = _context(request, "schedules")
-    context.update(schedules=queries.schedule_rows(context["backend"]))
-    return render(request, "loom/dashboard/schedules.html", context)
+    return _page(request, "schedules", schedules_region(request, request.GET))

@@ -1,16 +1,45 @@
-"""Operator actions on tasks (dashboard, CLI, admin): retry, cancel, delete, purge, prune.
+"""Operator writes (dashboard, CLI, admin): retry, cancel, delete, purge, prune.
 
 A mixin of ``Store``, kept in its own module so the queue's hot path stays readable in
-``store/__init__.py``. These are rare, human-sized writes, so they use the ORM rather than
-named SQL; like every write to the task table they go through ``Store``.
+``store/__init__.py``. These are rare, human-sized writes, so they use the ORM rather than named
+SQL; like every write to the task table they go through ``Store``. ``loom.actions`` is what
+callers use: it checks states, reports per task and publishes the events.
+
+Each write is ONE statement run in autocommit, never a read followed by a write in a transaction.
+On SQLite with Django's default settings (DEFERRED transactions, 5 s busy timeout) a transaction
+that has read and then wants to write while a worker writes gets "database is locked" at once:
+SQLite refuses to wait for a lock it could deadlock on. A statement that writes from its start
+takes the write lock first and waits the busy timeout like any writer. What can still fail (a
+writer holding the lock past the busy timeout) is retried here, ``LOCK_ATTEMPTS`` times with a
+doubling wait, unless the caller is inside a transaction (a statement cannot be retried there).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
-from django.db import transaction
+from django.db import OperationalError
+from django.db.models.expressions import RawSQL
+
+# Tries of one operator write that SQLite refuses with "database is locked".
+LOCK_ATTEMPTS = 5
+# Seconds before the second try; each later try waits twice as long (0.1 + 0.2 + 0.4 + 0.8).
+LOCK_BACKOFF = 0.1
+
+# Appends one entry (JSON text, a parameter) to ``errors`` in the UPDATE itself, with no read of
+# the row first. ``errors`` is JSON kept verbatim as text (``loom.models.JSONText``), so the entry
+# is spliced in as text, as the rescue statements do.
+APPEND_ERROR = {
+    "sqlite": "substr(rtrim(errors), 1, length(rtrim(errors)) - 1)"
+              " || CASE WHEN rtrim(errors) = '[]' THEN '' ELSE ',' END || %s || ']'",
+    "postgresql": "(left(rtrim(errors::text), -1)"
+                  " || CASE WHEN rtrim(errors::text) = '[]' THEN '' ELSE ',' END || %s || ']')::json",
+    "mysql": "CONCAT(LEFT(RTRIM(errors), CHAR_LENGTH(RTRIM(errors)) - 1), IF(RTRIM(errors) = '[]', '', ','), %s, ']')",
+}
+
+CANCELLED_BEFORE_RUN = "loom.exceptions.TaskCancelled: cancelled by an operator before it ran.\n"
 
 
 class OperatorActions:
@@ -18,67 +47,83 @@ class OperatorActions:
 
     alias: str
 
+    def _tasks(self, ids: Iterable[str]):
+        from loom.models import TaskRecord
+
+        return TaskRecord.objects.using(self.alias).filter(pk__in=[str(i) for i in ids])
+
+    def _write(self, statement: Callable[[], int]) -> int:
+        """Run one write statement, retrying a transient SQLite lock with backoff."""
+        for attempt in range(1, LOCK_ATTEMPTS + 1):
+            try:
+                return statement()
+            except OperationalError as exc:
+                transient = (self.vendor == "sqlite" and "locked" in str(exc)
+                             and not self.connection.in_atomic_block)
+                if not transient or attempt == LOCK_ATTEMPTS:
+                    raise
+            time.sleep(LOCK_BACKOFF * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
     def _notify(self, queues: Iterable[str]) -> None:
         if self.vendor == "postgresql":
             with self.connection.cursor() as cursor:
                 for queue in sorted(set(queues)):
                     cursor.execute("SELECT pg_notify('loom', %s)", [queue])
 
+    def _append_error(self, entry: dict) -> RawSQL:
+        from loom import codec
+        from loom.models import JSONText
+
+        return RawSQL(APPEND_ERROR[self.vendor], [codec.dumps(entry)], output_field=JSONText())
+
     def retry(self, ids: Iterable[str], now: dt.datetime) -> int:
-        """Put FAILED or CANCELLED tasks back to READY now, allowing them one more attempt."""
+        """Put FAILED or CANCELLED tasks back to READY now, allowing them one more attempt.
+
+        The last attempt's progress is cleared: the bar belongs to the attempt that reported it."""
         from django.db.models import Case, F, PositiveIntegerField, Value, When
 
-        from loom.models import TaskRecord
-
-        with transaction.atomic(using=self.alias):
-            qs = TaskRecord.objects.using(self.alias).filter(
-                pk__in=list(ids), status__in=["FAILED", "CANCELLED"]
-            )
-            queues = list(qs.values_list("queue_name", flat=True))
-            changed = qs.update(
-                status="READY", available_at=now, finished_at=None, cancel_requested=False,
-                max_attempts=Case(When(max_attempts__lte=F("attempts"),
-                                       then=F("attempts") + Value(1, output_field=PositiveIntegerField())),
-                                  default=F("max_attempts"), output_field=PositiveIntegerField()),
-            )
+        retryable = self._tasks(ids).filter(status__in=["FAILED", "CANCELLED"])
+        queues = list(retryable.values_list("queue_name", flat=True).distinct()) if self.vendor == "postgresql" else []
+        changed = self._write(lambda: retryable.update(
+            status="READY", available_at=now, finished_at=None, cancel_requested=False,
+            max_attempts=Case(When(max_attempts__lte=F("attempts"),
+                                   then=F("attempts") + Value(1, output_field=PositiveIntegerField())),
+                              default=F("max_attempts"), output_field=PositiveIntegerField()),
+            progress_current=None, progress_total=None, progress_message="", progress_at=None,
+        ))
+        if changed:
             self._notify(queues)
         return changed
 
     def cancel(self, ids: Iterable[str], now: dt.datetime) -> int:
-        """Cancel READY tasks at once (they never run) and ask workers to stop RUNNING ones."""
-        from loom.models import TaskRecord
+        """Cancel READY tasks at once (they never run) and ask workers to stop RUNNING ones.
 
-        ids = list(ids)
-        error = {"exception_class_path": "loom.exceptions.TaskCancelled",
-                 "traceback": "loom.exceptions.TaskCancelled: cancelled by an operator before it ran.\n"}
-        with transaction.atomic(using=self.alias):
-            tasks = TaskRecord.objects.using(self.alias).filter(pk__in=ids)
-            ready = 0
-            for record in tasks.filter(status="READY").select_for_update():
-                record.status, record.finished_at = "CANCELLED", now
-                record.errors = [*record.errors, error]
-                record.save(update_fields=["status", "finished_at", "errors"])
-                ready += 1
-            running = tasks.filter(status="RUNNING").update(cancel_requested=True)
-        return ready + running
+        Two statements, READY first: a task claimed in between is RUNNING for the second."""
+        ids = [str(i) for i in ids]
+        # The keys of loom.records.error_entry, with attempt null: no attempt ran, none ended.
+        entry = {"exception_class_path": "loom.exceptions.TaskCancelled", "traceback": CANCELLED_BEFORE_RUN,
+                 "attempt": None, "worker_id": None, "started_at": None, "finished_at": now.isoformat()}
+        cancelled = self._write(lambda: self._tasks(ids).filter(status="READY").update(
+            status="CANCELLED", finished_at=now, errors=self._append_error(entry)))
+        asked = self._write(lambda: self._tasks(ids).filter(status="RUNNING", cancel_requested=False).update(
+            cancel_requested=True))
+        return cancelled + asked
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete tasks that are not running (a running task's worker would lose its row)."""
-        from loom.models import TaskRecord
-
-        return TaskRecord.objects.using(self.alias).filter(pk__in=list(ids)).exclude(
-            status="RUNNING").delete()[0]
+        return self._write(lambda: self._tasks(ids).exclude(status="RUNNING")._raw_delete(self.alias))
 
     def purge(self, queue: str) -> int:
         """Delete every READY task of a queue."""
         from loom.models import TaskRecord
 
-        return TaskRecord.objects.using(self.alias).ready().filter(queue_name=queue).delete()[0]
+        return self._write(lambda: TaskRecord.objects.using(self.alias).ready().filter(
+            queue_name=queue)._raw_delete(self.alias))
 
     def prune(self, finished_before: dt.datetime) -> int:
         """Delete finished tasks older than a cut-off (results are kept until then)."""
         from loom.models import TaskRecord
 
-        return TaskRecord.objects.using(self.alias).finished().filter(
-            finished_at__lt=finished_before).delete()[0]
-
+        return self._write(lambda: TaskRecord.objects.using(self.alias).finished().filter(
+            finished_at__lt=finished_before)._raw_delete(self.alias))

@@ -1,85 +1,65 @@
-"""In a real browser: start tasks on the demo page and watch their bars; use the dashboard."""
+"""In a real browser, on the demo page: start tasks and watch their bars, their results, their
+errors (class and message, with a link to the task) and the retries of the flaky task."""
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from tests.browser.conftest import login
-
+from tests.browser.flows import start_demo_task
 
 RECORD_UPDATES = """() => { window.__loom = [];
-  document.addEventListener('loom:update', e => window.__loom.push([e.detail.status, e.detail.percent])); }"""
+  document.addEventListener('loom:update', e => window.__loom.push([e.detail.status, e.detail.percent, e.detail.label])); }"""
 
 
-def test_report_progress_bar_reaches_100_percent(page, demo_site, screenshots):
+def test_report_progress_bar_reaches_100_percent(page, demo_site, shot):
     page.goto(demo_site + "/")
     page.evaluate(RECORD_UPDATES)
-    page.click("#start-report")
-    bar = page.locator(".demo-task .loom-progress").first
+    task_id = start_demo_task(page, demo_site, "#start-report")
+    bar = page.locator(f'.demo-task[data-task="{task_id}"] .loom-progress')
     bar.and_(page.locator('[data-loom-state="RUNNING"]')).wait_for()
-    if screenshots:
-        page.screenshot(path=screenshots / "demo-running.png", full_page=True)
+    shot(page, "demo-1-report-running")
     bar.and_(page.locator('[data-loom-state="SUCCESSFUL"]')).wait_for()
     assert bar.locator('[data-loom-field="percent"]').inner_text() == "100%"
     assert bar.locator(".loom-progress__bar").evaluate("el => el.style.width") == "100%"
     updates = page.evaluate("window.__loom")
-    between = [p for status, p in updates if status == "RUNNING" and p is not None and 0 < p < 100]
+    between = [p for status, p, _ in updates if status == "RUNNING" and p is not None and 0 < p < 100]
     assert between, f"no live progress between 0 and 100% was shown: {updates}"
     assert between == sorted(between), f"the bar went backwards: {between}"
-    page.locator(".demo-task .demo-result").first.filter(has_text="checksum").wait_for()
-    if screenshots:
-        page.screenshot(path=screenshots / "demo-done.png", full_page=True)
+    page.locator(f'.demo-task[data-task="{task_id}"] .demo-result', has_text="checksum").wait_for()
+    shot(page, "demo-2-report-done")
 
 
-def test_async_and_failing_tasks_reach_their_final_state(page, demo_site):
+def test_a_failure_shows_class_and_message_and_links_to_the_task(page, demo_site, shot):
+    prices = start_demo_task(page, demo_site, "#start-prices")
+    page.locator(f'.demo-task[data-task="{prices}"] .loom-progress[data-loom-state="SUCCESSFUL"]').wait_for()
+    task_id = start_demo_task(page, demo_site, "#start-fail")
+    box = page.locator(f'.demo-task[data-task="{task_id}"]')
+    box.locator('.loom-progress[data-loom-state="FAILED"]').wait_for()
+    box.locator(".demo-result--bad", has_text="RuntimeError: the demo asked for a failure").wait_for()
+    shot(page, "demo-3-failure")
+    assert box.locator("a.demo-open").get_attribute("href") == f"/loom/tasks/{task_id}/"
+    box.locator("a.demo-open").click()
+    # The dashboard is for staff: a visitor is asked to sign in, and then sent to that task.
+    page.wait_for_url(re.compile(rf"/admin/login/\?next=(/|%2F)loom(/|%2F)tasks(/|%2F){task_id}"))
+
+
+def test_the_flaky_task_waits_between_attempts_and_succeeds_on_the_third(page, demo_site, shot):
     page.goto(demo_site + "/")
-    page.click("#start-prices")
-    page.locator('.demo-task .loom-progress[data-loom-state="SUCCESSFUL"]').first.wait_for()
-    page.click("#start-fail")
-    failed = page.locator('.demo-task .loom-progress[data-loom-state="FAILED"]').first
-    failed.wait_for()
-    page.locator(".demo-result--bad", has_text="RuntimeError").first.wait_for()
-
-
-def test_dashboard_shows_the_failed_task_and_retries_it(page, demo_site, screenshots):
-    page.goto(demo_site + "/")
-    page.click("#start-fail")
-    page.locator('.demo-task .loom-progress[data-loom-state="FAILED"]').first.wait_for()
-    login(page, demo_site, "/loom/tasks/?status=FAILED")
-    page.wait_for_url("**/loom/tasks/?status=FAILED")
-    page.locator("a.ld-task-link", has_text="demo.tasks.always_fails").first.click()
-    page.locator(".ld-error summary", has_text="RuntimeError").first.wait_for()
-    assert "1 of 1" in page.inner_text(".ld-facts")
-    page.click("button:has-text('Retry')")
-    page.locator(".ld-message--success", has_text="queued to run again").wait_for()
-    # The worker runs it again; the live bar sees the end and the page reloads with two errors.
-    page.locator(".ld-card__head", has_text="2 attempts failed").wait_for()
-    assert "2 of 2" in page.inner_text(".ld-facts")
-    if screenshots:
-        page.screenshot(path=screenshots / "dashboard-task.png", full_page=True)
-
-
-@pytest.mark.parametrize("width", [1280, 390])
-def test_dashboard_pages_fit_the_screen(browser, demo_site, screenshots, width):
-    context = browser.new_context(viewport={"width": width, "height": 860})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    try:
-        login(page, demo_site, "/loom/")
-        page.wait_for_url("**/loom/")
-        for name, path in [("overview", "/loom/"), ("tasks", "/loom/tasks/"), ("workers", "/loom/workers/"),
-                           ("schedules", "/loom/schedules/")]:
-            page.goto(demo_site + path)
-            assert page.locator("h1.ld-title").is_visible()
-            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 0, f"{path} is {overflow}px wider than a {width}px screen"
-            if screenshots:
-                page.screenshot(path=screenshots / f"{name}-{width}.png", full_page=True)
-        page.goto(demo_site + "/loom/tasks/")
-        page.locator("a.ld-task-link").first.click()
-        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 0, f"the task page is {overflow}px wider than a {width}px screen"
-        if screenshots:
-            page.screenshot(path=screenshots / f"task-{width}.png", full_page=True)
-    finally:
-        context.close()
+    page.evaluate(RECORD_UPDATES)
+    task_id = start_demo_task(page, demo_site, "#start-flaky")
+    box = page.locator(f'.demo-task[data-task="{task_id}"]')
+    box.locator(".loom-progress__status", has_text="waiting to retry").wait_for()
+    shot(page, "demo-4-flaky-waiting")
+    box.locator('.loom-progress[data-loom-state="SUCCESSFUL"]').wait_for(timeout=60_000)
+    result = box.locator(".demo-result", has_text="succeeded_on_attempt")
+    result.wait_for()
+    text = result.inner_text()
+    assert '"succeeded_on_attempt":3' in text
+    assert re.search(r"attempt 1: failed \(ConnectionError: the flaky service timed out on attempt 1\)", text), text
+    assert re.search(r"attempt 2: failed \(ConnectionError: [^)]+attempt 2\)", text) and "attempt 3: successful" in text
+    # The back-off before each retry: 1.5 s, then twice that, with jitter of ±50%.
+    waits = [float(n) / (1000 if unit == "ms" else 1) for n, unit in re.findall(r"after waiting ([\d.]+) (ms|s)", text)]
+    assert len(waits) == 2 and waits[0] > 0.7 and waits[1] > 1.4, text
+    labels = [label for _, _, label in page.evaluate("window.__loom") if label]
+    assert "Waiting to retry" in labels and labels[-1] == "Successful", labels
+    shot(page, "demo-5-flaky-done")

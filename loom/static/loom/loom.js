@@ -3,7 +3,8 @@
  * Each .loom-progress element follows its task's server-sent events (data-loom-events) and,
  * when EventSource is missing or the stream cannot be opened, polls its status URL
  * (data-loom-status) once a second. It stops at a final status and then fires a bubbling
- * "loom:final" event (detail: the last payload); every update fires "loom:update".
+ * "loom:final" event (detail: the last payload); every update fires "loom:update". The status
+ * line shows the payload's label ("waiting to retry", "stopping"), the words every loom view uses.
  * Bars added later: Loom.watch(element), or Loom.create({label, events_url, status_url}).
  */
 (function () {
@@ -17,19 +18,26 @@
   function render(el, p) {
     var status = p.status || "";
     var percent = p.percent;
+    var bar = el.querySelector(".loom-progress__bar");
+    var track = el.querySelector(".loom-progress__track");
     if (status === "SUCCESSFUL") { percent = 100; }
     el.className = el.className.replace(/\bloom-progress--[a-z]+\b/g, "").trim() +
       " loom-progress--" + status.toLowerCase();
-    var bar = el.querySelector(".loom-progress__bar");
-    var track = el.querySelector(".loom-progress__track");
     if (percent !== undefined && percent !== null) {
       bar.style.width = percent + "%";
       track.setAttribute("aria-valuenow", String(percent));
       field(el, "percent").textContent = percent + "%";
-    } else if (status === "RUNNING") {
+    } else if (p.type === "snapshot") {
+      // A snapshot is the row itself: no progress means none for this attempt (a retry waiting).
+      bar.style.width = "0%";
+      track.removeAttribute("aria-valuenow");
+      field(el, "percent").textContent = "";
+      field(el, "message").textContent = "";
+    }
+    if (status === "RUNNING" && (percent === undefined || percent === null)) {
       el.className += " loom-progress--indeterminate";
     }
-    if (status) { field(el, "status").textContent = status.toLowerCase(); }
+    if (status) { field(el, "status").textContent = (p.label || status).toLowerCase(); }
     if (p.message !== undefined) { field(el, "message").textContent = p.message; }
     el.setAttribute("data-loom-state", status);
     el.dispatchEvent(new CustomEvent("loom:update", { bubbles: true, detail: p }));

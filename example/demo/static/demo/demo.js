@@ -1,4 +1,5 @@
-/* Demo page: start tasks without leaving the page, add a live bar for each, show its result. */
+/* Demo page: start tasks without leaving the page, add a live bar for each, show its result
+ * (the return value or the error, and every attempt when there were several). */
 (function () {
   "use strict";
   var list = document.getElementById("tasks");
@@ -6,14 +7,28 @@
 
   function csrf(form) { return form.querySelector("input[name=csrfmiddlewaretoken]").value; }
 
+  function seconds(value) { return value < 1 ? Math.round(value * 1000) + " ms" : value.toFixed(1) + " s"; }
+
+  // Each attempt on its own line: how it ended, the error (class and message), the wait before it.
+  function attemptLines(attempts) {
+    if (attempts.length < 2) { return []; }
+    return attempts.map(function (a) {
+      var line = "attempt " + a.number + ": " + a.outcome.toLowerCase();
+      if (a.error) { line += " (" + a.error + ")"; }
+      if (a.waited !== null) { line += ", after waiting " + seconds(a.waited); }
+      return line;
+    });
+  }
+
   function showResult(box, id) {
     fetch(resultUrl.replace("00000000-0000-0000-0000-000000000000", id), { credentials: "same-origin" })
       .then(function (r) { return r.json(); })
       .then(function (data) {
         var out = box.querySelector(".demo-result");
-        if (data.status === "SUCCESSFUL") { out.textContent = "→ " + JSON.stringify(data.return_value); }
-        else if (data.error) { out.textContent = "→ " + data.error; out.className += " demo-result--bad"; }
-        else { setTimeout(function () { showResult(box, id); }, 500); }  // the outcome is being written
+        if (!data.final) { setTimeout(function () { showResult(box, id); }, 500); return; }  // being written
+        var lines = data.status === "SUCCESSFUL" ? ["→ " + JSON.stringify(data.return_value)] : ["→ " + data.error];
+        out.textContent = lines.concat(attemptLines(data.attempts)).join("\n");
+        if (data.status !== "SUCCESSFUL") { out.className += " demo-result--bad"; }
       });
   }
 
@@ -27,6 +42,11 @@
     var out = document.createElement("div");
     out.className = "demo-result";
     box.appendChild(out);
+    var open = document.createElement("a");
+    open.className = "demo-open";
+    open.href = info.dashboard_url;
+    open.textContent = "open it on the dashboard";
+    box.appendChild(open);
     list.insertBefore(box, list.firstChild);
     Loom.watch(box.querySelector(".loom-progress"));
   }

@@ -1,4 +1,4 @@
-"""The reads behind the dashboard (and ``manage.py loom status``): one function per question.
+"""The reads behind the dashboard, ``manage.py loom status`` and the metrics: one function per question.
 
 Each takes the ``DatabaseBackend`` to look at and reads its database through the ORM; aggregates
 are computed by the database (counts, per-minute buckets), so a busy table costs an index range
@@ -124,6 +124,13 @@ class WorkerRow:
     heartbeat_age: float | None
     running: list[dict] = field(default_factory=list)
 
+    @property
+    def state(self) -> str:
+        """alive, stopped (it said so on its way out) or "no heartbeat" (gone without a word)."""
+        if self.alive:
+            return "alive"
+        return "stopped" if self.record is not None and self.record.stopped_at is not None else "no heartbeat"
+
 
 def worker_rows(backend, now: dt.datetime | None = None) -> list[WorkerRow]:
     """Registered workers (alive first) and any worker that holds a task but never registered."""
@@ -206,12 +213,20 @@ class ScheduleRow:
     problem: str = ""
     last_tick: dt.datetime | None = None
     last_task_id: str = ""
+    # Where the task of the last tick stands (a loom.phase.Phase), if it is still kept.
+    last_phase: Any = None
+    next_run: dt.datetime | None = None
 
 
-def schedule_rows(backend) -> list[ScheduleRow]:
-    """``TASKS[alias]["OPTIONS"]["PERIODIC"]`` with the last tick of each (read defensively)."""
+def schedule_rows(backend, now: dt.datetime | None = None) -> list[ScheduleRow]:
+    """``TASKS[alias]["OPTIONS"]["PERIODIC"]`` with the last tick of each, where its task stands,
+    and the next run (read defensively: a bad entry is shown with its problem)."""
+    from croniter import croniter
     from django.conf import settings
 
+    from loom.phase import phase_of
+
+    now = now or timezone.now()
     options = (getattr(settings, "TASKS", {}).get(backend.alias) or {}).get("OPTIONS") or {}
     periodic = options.get("PERIODIC") or {}
     if not isinstance(periodic, dict):
@@ -221,9 +236,12 @@ def schedule_rows(backend) -> list[ScheduleRow]:
         if not isinstance(spec, dict):
             rows.append(ScheduleRow(str(name), problem="Each schedule should be a dict with 'task' and 'cron'."))
             continue
-        rows.append(ScheduleRow(str(name), task=str(spec.get("task", "")), cron=str(spec.get("cron", "")),
-                                args=spec.get("args", []), kwargs=spec.get("kwargs", {}),
-                                problem="" if spec.get("task") and spec.get("cron") else "Needs 'task' and 'cron'."))
+        row = ScheduleRow(str(name), task=str(spec.get("task", "")), cron=str(spec.get("cron", "")),
+                          args=spec.get("args", []), kwargs=spec.get("kwargs", {}),
+                          problem="" if spec.get("task") and spec.get("cron") else "Needs 'task' and 'cron'.")
+        if not row.problem and croniter.is_valid(row.cron):
+            row.next_run = croniter(row.cron, now).get_next(dt.datetime)  # as the Scheduler reads it
+        rows.append(row)
     if rows:
         ticks = PeriodicTick.objects.using(backend.store.alias)
         last = ticks.filter(schedule__in=[r.name for r in rows]).values("schedule").annotate(at=Max("tick_at"))
@@ -239,4 +257,9 @@ def schedule_rows(backend) -> list[ScheduleRow]:
                     row.last_task_id = str(uuid.UUID(tick.task_id))
                 except ValueError:
                     row.last_task_id = ""
+        enqueued = {str(r.pk): r for r in tasks_of(backend).filter(
+            pk__in=[r.last_task_id for r in rows if r.last_task_id]).defer("args", "kwargs", "return_value", "errors")}
+        for row in rows:
+            if row.last_task_id in enqueued:
+                row.last_phase = phase_of(enqueued[row.last_task_id], now)
     return rows
