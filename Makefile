@@ -3,46 +3,67 @@
 VENV      := .venv
 PY        := $(VENV)/bin/python
 VENV60    := .venv-django60
+VENV52    := .venv-django52
 PORT      ?= 8000
-PYTEST    := $(PY) -m pytest -q
+# Two pytest processes per run (pytest-xdist): the suite waits on worker subprocesses and
+# databases much of the time, so two keep a 2-core machine busy. `make test XDIST=0` runs serially.
+XDIST     ?= 2
+PYTEST    := -m pytest -q -n $(XDIST)
+# Runs on Django 6.0 and 5.2 leave out what depends on no Django version: the browser tests (the
+# demo on Django 6.1) and the chaos test (kills and restarts; once per database, on 6.1, is enough).
+OTHER_DJANGO := --ignore=tests/browser --ignore=tests/test_chaos.py
+DATABASES := sqlite postgresql mysql
 
-.PHONY: demo test test-sqlite test-postgresql test-mysql test-django60 venv bench clean
+.PHONY: demo test check test-sqlite test-postgresql test-mysql test-django60 test-django52 venv venvs bench clean
 
 $(PY):
 	@python=$${PYTHON:-$$(sh scripts/find_python.sh)} || exit 1; \
 	echo "creating $(VENV) with $$python"; \
 	"$$python" -m venv $(VENV)
 
-$(VENV)/.installed: $(PY) requirements/test.txt pyproject.toml
+$(VENV)/.installed: $(PY) requirements/test.txt requirements/base.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements/test.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 venv: $(VENV)/.installed
 
-$(VENV60)/.installed: requirements/django60.txt pyproject.toml
+# One virtualenv per other Django of the matrix, from requirements/django60.txt / django52.txt.
+.venv-django%/.installed: requirements/django%.txt requirements/base.txt pyproject.toml
 	@python=$${PYTHON:-$$(sh scripts/find_python.sh)} || exit 1; \
-	[ -x $(VENV60)/bin/python ] || "$$python" -m venv $(VENV60)
-	$(VENV60)/bin/python -m pip install -q --disable-pip-version-check -r requirements/django60.txt
-	$(VENV60)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	[ -x .venv-django$*/bin/python ] || "$$python" -m venv .venv-django$*
+	.venv-django$*/bin/python -m pip install -q --disable-pip-version-check -r requirements/django$*.txt
+	.venv-django$*/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-# The whole suite on SQLite, then on PostgreSQL and MariaDB (each skips, saying why, only when its
-# server is unreachable and CI is not set), then the backend contract on Django 6.0.
-test: venv $(VENV60)/.installed
-	LOOM_TEST_DB=sqlite $(PYTEST)
-	LOOM_TEST_DB=postgresql $(PYTEST)
-	LOOM_TEST_DB=mysql $(PYTEST)
-	LOOM_TEST_DB=sqlite $(VENV60)/bin/python -m pytest -q -m contract tests/test_backend.py
+venvs: venv $(VENV60)/.installed $(VENV52)/.installed
+
+# The whole suite on every Django (6.1, 6.0, 5.2 LTS with the django-tasks backport) and every
+# database (SQLite; PostgreSQL and MariaDB, each skipped, saying why, only when its server is
+# unreachable and CI is not set), then lint and types. ARGS go to every pytest run.
+test: venvs
+	@start=$$(date +%s); \
+	for db in $(DATABASES); do \
+	    echo "== Django 6.1, $$db"; LOOM_TEST_DB=$$db $(PY) $(PYTEST) $(ARGS) || exit 1; \
+	done; \
+	for v in 60 52; do for db in $(DATABASES); do \
+	    echo "== Django $$v, $$db"; \
+	    LOOM_TEST_DB=$$db .venv-django$$v/bin/python $(PYTEST) $(OTHER_DJANGO) $(ARGS) || exit 1; \
+	done; done; \
+	echo "== the whole matrix took $$(( $$(date +%s) - start )) s"
 
 test-sqlite test-postgresql test-mysql: venv
-	LOOM_TEST_DB=$(subst test-,,$@) $(PYTEST) $(ARGS)
+	LOOM_TEST_DB=$(subst test-,,$@) $(PY) $(PYTEST) $(ARGS)
+
+# One Django of the matrix on one database: `make test-django52 DB=postgresql ARGS=tests/x.py`.
+test-django60 test-django52: test-django%: .venv-django%/.installed
+	LOOM_TEST_DB=$${DB:-sqlite} .venv-django$*/bin/python $(PYTEST) $(OTHER_DJANGO) $(ARGS)
 
 demo: venv
 	@PORT=$(PORT) sh scripts/demo.sh $(PY)
 
 clean:
-	rm -rf $(VENV) $(VENV60) example/db.sqlite3*
+	rm -rf $(VENV) $(VENV60) $(VENV52) example/db.sqlite3*
 
 # loom and its peers side by side on this machine (bench/README.md); not part of `make test`.
 # About 20 minutes; `make bench ARGS=--quick` for small sizes. Results go to bench/results/.

@@ -19,13 +19,19 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
-from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from loom import faults
 from loom.codec import dumps, normalize
+from loom.compat import (
+    Task,
+    TaskContext,
+    TaskResult,
+    TaskResultStatus,
+    task_finished,
+    task_started,
+)
 from loom.exceptions import TaskArgumentsMismatch, TaskImportError, TimeLimitExceeded
 from loom.records import ClaimedTask, Outcome, task_errors
 

@@ -12,7 +12,8 @@ import time
 import uuid
 
 from django.db import models
-from django.tasks import TaskResultStatus
+
+from loom.compat import TaskResultStatus
 
 from loom import codec
 

@@ -44,9 +44,9 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.dispatch import receiver
-from django.tasks import TaskResult
-from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
+
+from loom.compat import TaskResult, task_finished, task_started
 
 __all__ = ["Progress", "Reporter", "aget_progress", "areport", "for_context", "get_progress", "report"]
 
@@ -128,7 +128,7 @@ def _current_task() -> tuple[str, str] | None:
 
 
 def _interval(backend: str) -> float:
-    from django.tasks import task_backends
+    from loom.compat import task_backends
 
     try:
         value = getattr(task_backends[backend].config, "progress_interval", None)
@@ -182,8 +182,7 @@ async def areport(current: float, total: float | None = None, message: str = "",
 
 
 def _write(task_id: str, state: _State, values: tuple[float, float | None, str]) -> bool:
-    from django.tasks import task_backends
-
+    from loom.compat import task_backends
     from loom.events.tasks import publish_task_event
     from loom.models import TaskRecord
 
@@ -252,9 +251,8 @@ def _locate(result_or_id: Any, backend: str) -> tuple[str, str]:
 def get_progress(result_or_id: TaskResult | str, *, backend: str = "default") -> Progress | None:
     """The last stored progress of a task (None before its first report)."""
     from django.core.exceptions import ValidationError
-    from django.tasks import task_backends
-    from django.tasks.exceptions import TaskResultDoesNotExist
 
+    from loom.compat import TaskResultDoesNotExist, task_backends
     from loom.models import TaskRecord
 
     task_id, alias = _locate(result_or_id, backend)

@@ -92,7 +92,7 @@ def error_entry(exception_class_path: str, traceback: str, *, attempt: int, work
 
 def task_errors(entries: list[dict[str, Any]]) -> list[Any]:
     """Django's TaskError for each stored entry (it takes only its own two keys)."""
-    from django.tasks.base import TaskError
+    from loom.compat import TaskError
 
     return [TaskError(exception_class_path=e["exception_class_path"], traceback=e["traceback"])
             for e in entries]

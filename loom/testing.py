@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from django.tasks import task_backends
 from django.utils import timezone
 
+from loom.compat import task_backends
 from loom.execution import execute
 
 # Stops a task that keeps re-enqueueing itself from looping run_tasks forever.

@@ -27,7 +27,20 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    return f"loom test database: {DB}"
+    import django
+
+    return f"loom test database: {DB}; Django {django.get_version()}"
+
+
+def _needs_task_options():
+    from loom.compat import SUPPORTS_TASK_OPTIONS
+
+    return pytest.mark.skipif(not SUPPORTS_TASK_OPTIONS,
+                              reason="Django 6.0's @task takes no per-task options (loom's OPTIONS apply)")
+
+
+# For tests of per-task options (tests.app.retry_tasks), which Django 6.0 cannot express.
+needs_task_options = _needs_task_options()
 
 
 import signal

@@ -7,6 +7,8 @@ the test database that pytest-django created.
 import os
 import tempfile
 
+import django
+
 DB = os.environ.get("LOOM_TEST_DB", "sqlite")
 SECRET_KEY = "loom-tests-not-secret"
 USE_TZ = True
@@ -26,6 +28,8 @@ INSTALLED_APPS = [
     "loom",
     "tests.app",
 ]
+if django.VERSION < (6, 0):
+    INSTALLED_APPS.append("django_tasks")  # Django 5.2: the Tasks API is the django-tasks backport
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

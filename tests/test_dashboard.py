@@ -223,7 +223,7 @@ def test_task_detail_of_a_running_task_has_a_live_bar(admin):
 
 
 def test_workers_page_shows_liveness_and_current_tasks(admin):
-    from django.tasks import task_backends
+    from loom.compat import task_backends
 
     store = task_backends["default"].store
     now = timezone.now()

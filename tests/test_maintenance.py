@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.tasks import task_backends
 from django.test import override_settings
 from django.utils import timezone
 
+from loom.compat import task_backends
 from loom.models import LeaderLease, PeriodicTick, TaskRecord
 from loom.worker.leader import Leader
 from loom.worker.maintenance.pruner import Pruner

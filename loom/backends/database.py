@@ -25,19 +25,23 @@ from typing import Any
 
 from django.core import checks
 from django.db import transaction
-from django.tasks import Task, TaskResult, TaskResultStatus
-from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-from django.tasks.signals import task_enqueued
 from django.utils import timezone
-from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
+from loom.codec import dumps
+from loom.compat import (
+    BaseTaskBackend,
+    InvalidTask,
+    Task,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    normalize_json,
+    task_enqueued,
+)
 from loom.conf import Options
 from loom.exceptions import InvalidTaskArguments
-from loom.records import NewTask
-from loom.codec import dumps
-from loom.records import task_errors
+from loom.records import NewTask, task_errors
 from loom.store import Store
 from loom.task import Task as LoomTask
 

@@ -37,9 +37,8 @@ def add_arguments(parser) -> None:
 
 
 def run(command, options) -> None:
-    from django.tasks import task_backends
-
     from loom.backends.database import DatabaseBackend
+    from loom.compat import task_backends
 
     from loom.databases import prepare_worker
 

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.dispatch import receiver
-from django.tasks import TaskResult, TaskResultStatus
-from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
+
+from loom.compat import TaskResult, TaskResultStatus, task_enqueued, task_finished, task_started
 
 logger = logging.getLogger("loom.events")
 

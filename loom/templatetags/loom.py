@@ -11,11 +11,11 @@ render it only for viewers who may see the task. The tag needs ``loom.urls`` inc
 from __future__ import annotations
 
 from django import template
-from django.tasks import TaskResult
 from django.templatetags.static import static
 from django.utils.html import format_html
 
 from loom import sse
+from loom.compat import TaskResult
 
 register = template.Library()
 

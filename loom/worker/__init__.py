@@ -31,11 +31,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from django.db import DatabaseError, InterfaceError, connections
-from django.tasks import task_backends
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from loom import notifier as notifiers
+from loom.compat import task_backends
 from loom.exceptions import WorkerLost
 from loom.executors.asyncio import AsyncExecutor
 from loom.executors.threads import ThreadExecutor
