@@ -57,9 +57,9 @@ def check_sqlite_transactions(app_configs=None, **kwargs):
     reads and then writes fails at once with "database is locked" while a worker writes. The
     worker configures its own connections (loom.databases); only the user can configure the web's."""
     from django.db import connections
-    from django.tasks import task_backends
 
     from loom.backends.database import DatabaseBackend
+    from loom.compat import task_backends
 
     if in_worker:
         return []
@@ -83,4 +83,18 @@ def check_sqlite_transactions(app_configs=None, **kwargs):
                      f"DATABASES[{alias!r}]. loom's worker already runs its own connections that way.",
                 id="loom.W003",
             ))
+    return messages
+
+
+@checks.register(checks.Tags.database)  # with the vendor check: migrate and check --database
+def check_listen_database(app_configs=None, databases=None, **kwargs):
+    """OPTIONS['LISTEN_DATABASE'] and transaction poolers (see loom.pooler)."""
+    from loom.backends.database import DatabaseBackend
+    from loom.compat import task_backends
+    from loom.pooler import check
+
+    messages = []
+    for backend in task_backends.all():
+        if isinstance(backend, DatabaseBackend):
+            messages += check(backend.alias, backend.config)
     return messages

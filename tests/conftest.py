@@ -52,13 +52,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def worker_env() -> dict[str, str]:
-    """Environment for a subprocess that must use this test run's database."""
+def worker_env(settings: str = "tests.settings") -> dict[str, str]:
+    """Environment for a subprocess that must use this test run's database (``settings`` may
+    name a module that imports tests.settings and changes a few; it must be on PYTHONPATH)."""
     from django.db import connection
 
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
+        DJANGO_SETTINGS_MODULE=settings,
         LOOM_TEST_DB=DB,
         LOOM_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
         PYTHONPATH=str(ROOT),

@@ -39,6 +39,7 @@ def add_arguments(parser) -> None:
 def run(command, options) -> None:
     from loom.backends.database import DatabaseBackend
     from loom.compat import task_backends
+    from loom.pooler import polling_notice
 
     from loom.databases import prepare_worker
 
@@ -56,6 +57,8 @@ def run(command, options) -> None:
             raise CommandError(f"--{name.replace('_', '-')} must be positive.")
     if threads < 1 or processes < 0:
         raise CommandError("--threads must be >= 1 and --processes >= 0.")
+    if not options["child"] and (notice := polling_notice(options["backend"], backend.config)):
+        command.stderr.write(notice)  # once, from the process the user started
     if processes == 0 or options["child"]:
         _run_in_process(command, options, threads)
     else:

@@ -19,7 +19,8 @@ Configure (all keys optional)::
 
     LOOM_EVENTS = {
         "BACKEND": "auto",        # auto | memory | postgresql | redis | none
-        "DATABASE": "default",    # postgresql: alias to NOTIFY/LISTEN on (auto: the task database)
+        "DATABASE": "default",    # postgresql: alias to NOTIFY/LISTEN on (auto: the task
+                                  # backend's LISTEN_DATABASE, else its DATABASE)
         "URL": "redis://127.0.0.1:6379/0",   # redis
         "CHANNEL": "loom_events", # NOTIFY channel / Redis channel name
         "TASK_EVENTS": True,      # publish task lifecycle and progress events
@@ -139,7 +140,8 @@ def _database_alias(conf: Config) -> str:
     from django.conf import settings
 
     options = (getattr(settings, "TASKS", {}).get("default") or {}).get("OPTIONS") or {}
-    return options.get("DATABASE", "default")
+    # Subscribers LISTEN: behind a transaction pooler that needs the direct alias (loom.pooler).
+    return options.get("LISTEN_DATABASE") or options.get("DATABASE", "default")
 
 
 def _build(conf: Config):
