@@ -67,7 +67,11 @@ class PlainProject:
         return done
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(self.command(*args), cwd=self.dir, env=self.env(), text=True,
+        """``manage.py *args`` as a server: output (stdout and stderr) on ``.stdout``."""
+        return self.popen_python("manage.py", *args)
+
+    def popen_python(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, *args], cwd=self.dir, env=self.env(), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def shell(self, code: str, timeout: float = 120) -> str:

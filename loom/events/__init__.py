@@ -24,7 +24,7 @@ Configure (all keys optional)::
         "URL": "redis://127.0.0.1:6379/0",   # redis
         "CHANNEL": "loom_events", # NOTIFY channel / Redis channel name
         "TASK_EVENTS": True,      # publish task lifecycle and progress events
-        "CHANNELS_BRIDGE": False, # also group_send to the Channels layer (if Channels is installed)
+        "CHANNELS_BRIDGE": False, # also group_send every event to the Channels layer (docs/channels.md)
     }
 
 ``auto`` uses PostgreSQL NOTIFY when the task database is PostgreSQL and in-process delivery
@@ -184,6 +184,9 @@ def reset() -> None:
         broker, _broker, _config = _broker, None, None
     if broker is not None:
         broker.close()
+    from loom.events import channels
+
+    channels.reset()
 
 
 def _check_group(group: str) -> str:
@@ -199,16 +202,17 @@ def publish(groups: tuple[str, ...] | list[str], payload: dict[str, Any]) -> Non
     """Send one event to several groups at once; subscribers of more than one get it once."""
     if not isinstance(payload, dict):
         raise TypeError(f"An event payload must be a dict, got {type(payload).__name__}.")
-    get_broker().publish(tuple(_check_group(g) for g in groups), payload)
+    checked = tuple(_check_group(g) for g in groups)
+    get_broker().publish(checked, payload)
+    if config().channels_bridge:
+        from loom.events.channels import get_bridge
+
+        get_bridge().forward(checked, payload)
 
 
 def send(group: str, payload: dict[str, Any]) -> None:
     """Broadcast ``payload`` to the subscribers of ``group`` in every process the broker reaches."""
     publish((group,), payload)
-    if config().channels_bridge:
-        from loom.events.channels import forward
-
-        forward(group, payload)
 
 
 def subscribe(*groups: str, maxsize: int = DEFAULT_MAXSIZE) -> Subscription:
