@@ -22,7 +22,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from loom import faults
+from loom import faults, telemetry
 from loom.codec import dumps, normalize
 from loom.compat import (
     Task,
@@ -206,6 +206,7 @@ def _send_finished(sender: type, result: TaskResult, exc: BaseException | None =
         task_finished.send(sender, task_result=result)
 
 
+@telemetry.traced_run
 def execute(claimed: ClaimedTask) -> Outcome:
     """Run a claimed task in the calling thread."""
     try:
@@ -273,6 +274,7 @@ def _is_coroutine_path(path: str) -> bool:
     return isinstance(obj, Task) and inspect.iscoroutinefunction(obj.func)
 
 
+@telemetry.traced_run
 async def aexecute(claimed: ClaimedTask) -> Outcome:
     """Run a claimed task on the running event loop; sync receivers of signals run in a thread."""
     try:

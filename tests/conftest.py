@@ -26,6 +26,19 @@ def pytest_configure(config):
             pytest.exit(f"skipped: {reason}", returncode=0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_asgiref_connections(django_db_setup):
+    """aenqueue/aget_result run in asgiref's one sync thread, whose connection would otherwise
+    outlive the session and keep PostgreSQL from dropping the test database."""
+    yield
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+
+
 def pytest_report_header(config):
     import django
 

@@ -23,6 +23,18 @@ TASK_IMPORT = "from django_tasks import task" if django.VERSION < (6, 0) else "f
 TASK_APPS = ["django_tasks", "loom"] if django.VERSION < (6, 0) else ["loom"]
 
 
+# A task that fails its first run and succeeds on the second (retried where @task takes options).
+FLAKY_TASK = f"""
+@task({"max_attempts=2, retry_backoff=0" if django.VERSION < (6, 0) or django.VERSION >= (6, 1) else ""})
+def flaky(marker):
+    import os
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise ValueError("first run fails")
+    return "second run"
+"""
+
+
 class PlainProject:
     def __init__(self, where: Path, name: str = "mysite") -> None:
         self.dir = where / name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import textwrap
 
 import django
 import pytest
@@ -20,7 +21,7 @@ from loom import compat
 from loom.compat import BACKPORT, InvalidTask, InvalidTaskBackend, Task, task_backends
 from tests.app import tasks
 from tests.conftest import DB
-from tests.plain_project import PlainProject
+from tests.plain_project import FLAKY_TASK, PlainProject
 
 
 def test_the_api_comes_from_the_package_this_django_has():
@@ -69,26 +70,17 @@ def test_backport_app_missing_from_installed_apps_is_a_clear_error():
 def test_a_users_project_runs_tasks_end_to_end(tmp_path):
     """startproject's settings, the README's lines, tasks written with this Django's own import."""
     project = PlainProject(tmp_path)
-    retry = "max_attempts=2, retry_backoff=0" if compat.SUPPORTS_TASK_OPTIONS else ""
-    project.write("shop/tasks.py", f"""
-        {{TASK_IMPORT}}
+    project.write("shop/tasks.py", textwrap.dedent("""
+        {TASK_IMPORT}
 
         @task
         def add(a, b):
             return a + b
 
-        @task({retry})
-        def flaky(marker):
-            import os
-            if not os.path.exists(marker):
-                open(marker, "w").close()
-                raise ValueError("first run fails")
-            return "second run"
-
         @task
         async def shout(word):
             return word.upper()
-    """)
+    """) + FLAKY_TASK)
     project.manage("migrate", "-v", "0")
     assert "System check identified no issues" in project.manage("check").stdout
     marker = tmp_path / "flaky-ran"

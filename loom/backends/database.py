@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from loom import telemetry
 from loom.codec import dumps
 from loom.compat import (
     BaseTaskBackend,
@@ -143,6 +144,7 @@ class DatabaseBackend(BaseTaskBackend):
                 max_attempts=max_attempts,
                 timeout=timeout,
                 hard_timeout=hard_timeout,
+                trace_context=telemetry.carrier(),
             ))
         return built
 
@@ -169,6 +171,7 @@ class DatabaseBackend(BaseTaskBackend):
 
         transaction.on_commit(send, using=self.store.alias)
 
+    @telemetry.traced_enqueue
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         [record] = self._build(task, [(args, kwargs)], timezone.now())
         self.store.insert([record])
@@ -176,6 +179,7 @@ class DatabaseBackend(BaseTaskBackend):
         self._announce([result])
         return result
 
+    @telemetry.traced_enqueue
     def enqueue_many(self, task: Task, calls: Iterable[tuple[Any, Any]]) -> list[TaskResult]:
         """Enqueue many calls of one task in one statement (COPY on PostgreSQL), atomically
         with the caller's transaction; every call is validated before anything is written."""
