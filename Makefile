@@ -9,9 +9,10 @@ PORT      ?= 8000
 # databases much of the time, so two keep a 2-core machine busy. `make test XDIST=0` runs serially.
 XDIST     ?= 2
 PYTEST    := -m pytest -q -n $(XDIST)
-# Runs on Django 6.0 and 5.2 leave out what depends on no Django version: the browser tests (the
-# demo on Django 6.1) and the chaos test (kills and restarts; once per database, on 6.1, is enough).
-OTHER_DJANGO := --ignore=tests/browser --ignore=tests/test_chaos.py
+# The heavy tests (fault and load: tests/conftest.py HEAVY) run alone after the rest, and only on
+# Django 6.1; runs on Django 6.0 and 5.2 also leave out the browser tests (the demo, on 6.1).
+LIGHT := -m "not heavy"
+OTHER_DJANGO := $(LIGHT) --ignore=tests/browser
 DATABASES := sqlite postgresql mysql
 
 .PHONY: demo test check test-sqlite test-postgresql test-mysql test-django60 test-django52 venv venvs bench clean
@@ -44,7 +45,9 @@ venvs: venv $(VENV60)/.installed $(VENV52)/.installed
 test: venvs
 	@start=$$(date +%s); \
 	for db in $(DATABASES); do \
-	    echo "== Django 6.1, $$db"; LOOM_TEST_DB=$$db $(PY) $(PYTEST) $(ARGS) || exit 1; \
+	    echo "== Django 6.1, $$db"; LOOM_TEST_DB=$$db $(PY) $(PYTEST) $(LIGHT) $(ARGS) || exit 1; \
+	    echo "== Django 6.1, $$db: heavy tests, alone"; \
+	    LOOM_TEST_DB=$$db $(PY) -m pytest -q -m heavy $(ARGS); rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit 1; \
 	done; \
 	for v in 60 52; do for db in $(DATABASES); do \
 	    echo "== Django $$v, $$db"; \

@@ -9,11 +9,15 @@ import pytest
 
 DB = os.environ.get("LOOM_TEST_DB", "sqlite")
 SERVERS = {"postgresql": ("127.0.0.1", 5432), "mysql": ("127.0.0.1", 3306)}
+# Fault and load tests: they start private servers, kill processes and measure contention, so
+# `make test` runs them alone (not beside another pytest process) and once, on Django 6.1.
+HEAVY = {"test_chaos.py", "test_startproject.py", "test_connection_faults.py"}
 
 
 def pytest_configure(config):
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     config.addinivalue_line("markers", "contract: Django tasks backend contract (also run on Django 6.0)")
+    config.addinivalue_line("markers", "heavy: fault and load tests (tests/conftest.py HEAVY)")
     if DB in SERVERS:
         host, port = SERVERS[DB]
         try:
@@ -24,6 +28,12 @@ def pytest_configure(config):
                 pytest.exit(f"CI needs {reason}", returncode=1)
             print(f"\nSKIPPING the {DB} run: {reason}. Start the server to run it.")
             pytest.exit(f"skipped: {reason}", returncode=0)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in HEAVY:
+            item.add_marker(pytest.mark.heavy)
 
 
 @pytest.fixture(scope="session", autouse=True)

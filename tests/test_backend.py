@@ -135,8 +135,7 @@ AWKWARD = ["a\x00b", "\ud800 lone", {"x": 1e16, "y": -0.0, "z": [1.5, "é", "\U0
 
 
 def test_awkward_values_round_trip_as_immediate_backend_returns_them():
-    from django.tasks import task_backends
-    from django.utils.json import normalize_json
+    from loom.compat import normalize_json, task_backends
 
     result = tasks.echo.enqueue(*AWKWARD, key=AWKWARD[2])
     stored = tasks.echo.get_result(result.id)
