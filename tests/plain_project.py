@@ -10,9 +10,12 @@ checkout.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import django
@@ -89,3 +92,26 @@ class PlainProject:
     def shell(self, code: str, timeout: float = 120) -> str:
         """Run Python in ``manage.py shell`` and return what it printed."""
         return self.manage("shell", "-c", textwrap.dedent(code), timeout=timeout).stdout
+
+    @contextmanager
+    def running(self, *args: str, ready: str = "loom worker supervisor") -> Iterator[tuple[subprocess.Popen, list[str]]]:
+        """``manage.py *args`` as a server: yields once it printed a line containing ``ready``, with
+        the lines so far (the rest are added when it stops); on leaving, SIGTERM, and it must exit 0."""
+        proc = self.popen(*args)
+        lines: list[str] = []
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if ready in line:
+                    break
+            else:
+                raise AssertionError(f"manage.py {' '.join(args)} never printed {ready!r}:\n{''.join(lines)}")
+            yield proc, lines
+            proc.send_signal(signal.SIGTERM)
+            rest, _ = proc.communicate(timeout=60)
+            lines.append(rest)
+            assert proc.returncode == 0, "".join(lines)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()

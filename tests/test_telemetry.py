@@ -9,7 +9,6 @@ finished to a JSON file when it exits, and the test reads them all.
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -103,23 +102,12 @@ def test_a_run_joins_the_trace_of_the_request_that_enqueued_it(tmp_path):
     project.write("shop/tasks.py", TASKS + FLAKY_TASK)
     project.manage("migrate", "-v", "0")
 
-    worker = project.popen("loom", "worker")
-    try:
-        for line in worker.stdout:
-            if "loom worker supervisor" in line:
-                break
+    with project.running("loom", "worker"):
         sent = json.loads(project.shell(ENQUEUE.format(marker=str(tmp_path / "flaky-ran"))).strip().splitlines()[-1])
         ids, trace_id = sent["ids"], sent["trace_id"]
         db = project.dir / "db.sqlite3"
         wait_until(lambda: all(status(db, i) in ("SUCCESSFUL", "FAILED") for i in ids.values()), timeout=60,
                    message="every task finished")
-        worker.send_signal(signal.SIGTERM)
-        worker.communicate(timeout=60)
-        assert worker.returncode == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.communicate()
 
     spans = [span for path in spans_dir.glob("*.json") for span in json.loads(path.read_text())]
     [request] = [s for s in spans if s["name"] == "GET /checkout"]
