@@ -15,7 +15,7 @@ LIGHT := -m "not heavy"
 OTHER_DJANGO := $(LIGHT) --ignore=tests/browser
 DATABASES := sqlite postgresql mysql
 
-.PHONY: demo test check test-sqlite test-postgresql test-mysql test-django60 test-django52 venv venvs bench clean
+.PHONY: demo test check smoke test-sqlite test-postgresql test-mysql test-django60 test-django52 venv venvs bench clean
 
 $(PY):
 	@python=$${PYTHON:-$$(sh scripts/find_python.sh)} || exit 1; \
@@ -41,8 +41,10 @@ venvs: venv $(VENV60)/.installed $(VENV52)/.installed
 
 # The whole suite on every Django (6.1, 6.0, 5.2 LTS with the django-tasks backport) and every
 # database (SQLite; PostgreSQL and MariaDB, each skipped, saying why, only when its server is
-# unreachable and CI is not set), then lint and types. ARGS go to every pytest run.
-test: venvs
+# unreachable and CI is not set), after lint and types (`make check`), then the built wheel in a
+# fresh virtualenv (`make smoke`). MariaDB: mysqlclient on 6.1, PyMySQL on 6.0 and 5.2. ARGS go
+# to every pytest run.
+test: venvs check
 	@start=$$(date +%s); \
 	for db in $(DATABASES); do \
 	    echo "== Django 6.1, $$db"; LOOM_TEST_DB=$$db $(PY) $(PYTEST) $(LIGHT) $(ARGS) || exit 1; \
@@ -51,9 +53,22 @@ test: venvs
 	done; \
 	for v in 60 52; do for db in $(DATABASES); do \
 	    echo "== Django $$v, $$db"; \
-	    LOOM_TEST_DB=$$db .venv-django$$v/bin/python $(PYTEST) $(OTHER_DJANGO) $(ARGS) || exit 1; \
+	    LOOM_MYSQL_DRIVER=pymysql LOOM_TEST_DB=$$db .venv-django$$v/bin/python $(PYTEST) $(OTHER_DJANGO) $(ARGS) \
+	        || exit 1; \
 	done; done; \
 	echo "== the whole matrix took $$(( $$(date +%s) - start )) s"
+	$(MAKE) --no-print-directory smoke
+
+# Lint (ruff) and types (mypy: strict for the public modules and the integrations; pyproject.toml).
+check: venv
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+# The wheel, installed with every extra into a fresh virtualenv, runs a startproject site from
+# outside the source tree (scripts/smoke_wheel.sh): on Django 6.1, and on 5.2 with the backport.
+smoke: venv $(VENV52)/.installed
+	sh scripts/smoke_wheel.sh $(PY)
+	sh scripts/smoke_wheel.sh $(VENV52)/bin/python
 
 test-sqlite test-postgresql test-mysql: venv
 	LOOM_TEST_DB=$(subst test-,,$@) $(PY) $(PYTEST) $(ARGS)

@@ -56,7 +56,8 @@ class InvalidMessage(ValueError):
     """A task.enqueue message that cannot become a task; the text says what to change."""
 
 
-def build_call(message: dict[str, Any], allowed_tasks: Collection[str] | None = None) -> tuple[Task, list, dict]:
+def build_call(message: dict[str, Any], allowed_tasks: Collection[str] | None = None,
+               ) -> tuple[Task[..., Any], list[Any], dict[str, Any]]:
     """The Task (with the message's overrides) and the arguments a message asks for."""
     unknown = sorted(set(message) - MESSAGE_KEYS)
     if unknown:
@@ -96,7 +97,7 @@ def build_call(message: dict[str, Any], allowed_tasks: Collection[str] | None = 
     return (task.using(**changes) if changes else task), list(args), kwargs
 
 
-class TaskConsumer(SyncConsumer):
+class TaskConsumer(SyncConsumer):  # type: ignore[misc]  # Channels ships no type hints
     # Dotted task paths this consumer may enqueue; None: any @task function.
     allowed_tasks: Collection[str] | None = None
 

@@ -91,7 +91,7 @@ class HealthServer:
         handler = type("Handler", (_Handler,), {"readiness": readiness})
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
+        self.host, self.port = host, self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="loom-health", daemon=True)
 
     def start(self) -> HealthServer:
@@ -182,12 +182,11 @@ def add_arguments(parser: Any) -> None:
 
 
 def _stale(options: dict[str, Any], config: Any) -> float:
-    return options["health_stale"] or max(DEFAULT_STALE, 3 * config.poll_interval)
+    return float(options["health_stale"] or max(DEFAULT_STALE, 3 * config.poll_interval))
 
 
 def _announce(command: Any, server: HealthServer) -> None:
-    host, port = server.server.server_address[:2]
-    command.stdout.write(f"loom worker health: http://{host}:{port}/livez and /readyz")
+    command.stdout.write(f"loom worker health: http://{server.host}:{server.port}/livez and /readyz")
 
 
 def serve_worker(command: Any, options: dict[str, Any], worker: Any) -> None:

@@ -35,7 +35,8 @@ class NewTask:
 # The columns a claim returns: ClaimedTask's fields, in this order (loom.store.rows converts them).
 CLAIM_COLUMNS = ("id", "task_path", "backend", "queue_name", "priority", "run_after", "args", "kwargs",
                  "available_at", "enqueued_at", "started_at", "last_attempted_at", "attempts", "max_attempts", "timeout",
-                 "worker_ids", "errors", "trace_context")
+                 "worker_ids", "errors",
+                 "trace_context")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,7 +2,8 @@
 
 It is the backend's ``task_class``, so on Django 6.1 (and on 5.2 with the ``django-tasks``
 backport) extra keyword arguments of the stock decorator land here:
-``@task(max_attempts=5, retry_backoff=2.0)``. On Django 6.0 the decorator accepts no extras; the fields keep their defaults and the backend's OPTIONS apply.
+``@task(max_attempts=5, retry_backoff=2.0)``. On Django 6.0 the decorator accepts no extras; the
+fields keep their defaults and the backend's OPTIONS apply.
 It stays a frozen dataclass and pickles by module path, like Django 6.1's own Task (on Django 6.0
 and the 5.2 backport, whose Task cannot be pickled, this class adds that).
 """
@@ -18,7 +19,7 @@ from loom.compat import Task as DjangoTask
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Task(DjangoTask):
+class Task(DjangoTask):  # type: ignore[type-arg]  # Django's Task is generic only in django-stubs
     # Runs before a failure is final; None takes the backend's OPTIONS["MAX_ATTEMPTS"].
     max_attempts: int | None = None
     # Seconds before the first retry; each later retry waits twice as long (with jitter).

@@ -175,8 +175,10 @@ def traced_run(func: F) -> F:
         @functools.wraps(func)
         async def arun(claimed: ClaimedTask) -> Outcome:
             active = tracer()
+            outcome: Outcome
             if active is None:
-                return await func(claimed)
+                outcome = await func(claimed)
+                return outcome
             with _run_span(active, claimed) as span:
                 outcome = await func(claimed)
                 _record(span, outcome)
@@ -187,8 +189,10 @@ def traced_run(func: F) -> F:
     @functools.wraps(func)
     def run(claimed: ClaimedTask) -> Outcome:
         active = tracer()
+        outcome: Outcome
         if active is None:
-            return func(claimed)
+            outcome = func(claimed)
+            return outcome
         with _run_span(active, claimed) as span:
             outcome = func(claimed)
             _record(span, outcome)

@@ -52,7 +52,8 @@ def _close_asgiref_connections(django_db_setup):
 def pytest_report_header(config):
     import django
 
-    return f"loom test database: {DB}; Django {django.get_version()}"
+    driver = f" ({os.environ.get('LOOM_MYSQL_DRIVER', 'mysqlclient')})" if DB == "mysql" else ""
+    return f"loom test database: {DB}{driver}; Django {django.get_version()}"
 
 
 def _needs_task_options():

@@ -94,7 +94,8 @@ class PlainProject:
         return self.manage("shell", "-c", textwrap.dedent(code), timeout=timeout).stdout
 
     @contextmanager
-    def running(self, *args: str, ready: str = "loom worker supervisor") -> Iterator[tuple[subprocess.Popen, list[str]]]:
+    def running(self, *args: str,
+                ready: str = "loom worker supervisor") -> Iterator[tuple[subprocess.Popen, list[str]]]:
         """``manage.py *args`` as a server: yields once it printed a line containing ``ready``, with
         the lines so far (the rest are added when it stops); on leaving, SIGTERM, and it must exit 0."""
         proc = self.popen(*args)

@@ -65,11 +65,17 @@ if DB == "postgresql":
         }
     }
 elif DB == "mysql":
-    import pymysql
+    # The driver: mysqlclient (Django's recommendation) or PyMySQL; `make test` runs Django 6.1 on
+    # the first and 6.0 and 5.2 on the second.
+    MYSQL_DRIVER = os.environ.get("LOOM_MYSQL_DRIVER", "mysqlclient")
+    if MYSQL_DRIVER == "pymysql":
+        import pymysql
 
-    # Django checks mysqlclient's version; PyMySQL speaks the same DB-API (see docs/design.md).
-    pymysql.version_info = (2, 2, 7, "final", 0)
-    pymysql.install_as_MySQLdb()
+        # Django checks mysqlclient's version; PyMySQL speaks the same DB-API (see docs/design.md).
+        pymysql.version_info = (2, 2, 7, "final", 0)
+        pymysql.install_as_MySQLdb()
+    elif MYSQL_DRIVER != "mysqlclient":
+        raise ValueError(f"LOOM_MYSQL_DRIVER is {MYSQL_DRIVER!r}; use mysqlclient or pymysql.")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.mysql",

@@ -236,8 +236,9 @@ def test_task_consumer_turns_send_and_group_send_into_durable_tasks(site):
                                               "priority": 5, "queue_name": "default"}], group=f"{site.prefix}-jobs"))
     for reply in (sent, grouped):
         assert reply["type"] == "task.enqueued" and reply["task"] == count_to, reply
-        wait_until(lambda: site.status(reply["task_id"]) == "SUCCESSFUL", timeout=DEADLINE,
-                   message=f"task {reply['task_id']} SUCCESSFUL")
+        task_id = reply["task_id"]
+        wait_until(lambda: site.status(task_id) == "SUCCESSFUL", timeout=DEADLINE,  # noqa: B023 (used at once)
+                   message=f"task {task_id} SUCCESSFUL")
 
 
 def test_task_consumer_rejects_bad_messages_with_the_reason_and_keeps_going(site):
@@ -251,7 +252,7 @@ def test_task_consumer_rejects_bad_messages_with_the_reason_and_keeps_going(site
         ({"type": "task.enqueue", "task": "shop.consumers.count_to", "priority": 1000}, "priority"),
     ]
     replies = asyncio.run(_exchange(site, [message for message, _ in bad]))
-    for (message, expected), reply in zip(bad, replies):
+    for (message, expected), reply in zip(bad, replies, strict=True):
         assert reply["type"] == "task.rejected" and expected in reply["error"], (message, reply)
     # A message of another type is ignored (logged); the consumer still serves the next one.
     asyncio.run(_send_only(site, {"type": "something.else"}))

@@ -96,7 +96,7 @@ class PgBouncer:
                              autocommit=True, prepare_threshold=None) as conn:
             cursor = conn.execute(command)
             names = [c.name for c in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

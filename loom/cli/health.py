@@ -54,7 +54,8 @@ def _ask_worker(options: dict[str, Any]) -> tuple[bool, list[str]]:
     except urllib.error.HTTPError as exc:
         report = exc.read().decode()
         problems = json.loads(report).get("problems", []) if report.startswith("{") else []
-        return False, [f"problem: {url} answered {exc.code}: {p}" for p in problems] or [f"problem: {url} answered {exc.code}"]
+        lines = [f"problem: {url} answered {exc.code}: {p}" for p in problems]
+        return False, lines or [f"problem: {url} answered {exc.code}"]
     except OSError as exc:
         return False, [f"problem: {url} does not answer ({exc}); is the worker running with --health-port?"]
 
