@@ -20,6 +20,8 @@ install. There is nothing to configure.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import django
 
 # True on Django 5.2, where the API comes from the django-tasks backport.
@@ -77,6 +79,16 @@ else:
     from django.tasks.signals import task_enqueued, task_finished, task_started
     from django.utils.json import normalize_json
 
+# Annotations for "any Task" and "any TaskResult": generic in django-stubs, plain classes at run time.
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    AnyTask: TypeAlias = Task[..., Any]
+    AnyTaskResult: TypeAlias = TaskResult[..., Any]
+else:
+    AnyTask = Task
+    AnyTaskResult = TaskResult
+
 # The logger Django's own task signal receivers write to.
 LOGGER = "django_tasks" if BACKPORT else "django.tasks"
 # Whether @task(...) passes extra keyword arguments (max_attempts=..., timeout=...) to the
@@ -84,6 +96,7 @@ LOGGER = "django_tasks" if BACKPORT else "django.tasks"
 SUPPORTS_TASK_OPTIONS = BACKPORT or django.VERSION >= (6, 1)
 
 __all__ = [
+    "AnyTask", "AnyTaskResult",
     "BACKPORT", "BACKPORT_APP", "BaseTaskBackend", "DEFAULT_TASK_BACKEND_ALIAS",
     "DEFAULT_TASK_QUEUE_NAME", "InvalidTask", "InvalidTaskBackend", "LOGGER", "SUPPORTS_TASK_OPTIONS", "Task",
     "TaskContext", "TaskError", "TaskResult", "TaskResultDoesNotExist", "TaskResultMismatch",

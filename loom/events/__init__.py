@@ -38,7 +38,7 @@ import asyncio
 import re
 import threading
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -56,7 +56,25 @@ ALL_TASKS = "loom.tasks"
 GROUP_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,99}$")
 
 hub = Hub()
-_broker = None
+
+
+class Broker(Protocol):
+    """What every broker offers (memory, postgresql, redis, none)."""
+
+    # Events reach other processes (workers, other web servers).
+    cross_process: bool
+    name: str
+
+    def publish(self, groups: tuple[str, ...], payload: dict[str, Any]) -> None: ...
+
+    def listen(self, wait: float | None = None) -> bool: ...
+
+    def flush(self, timeout: float | None = None) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+_broker: Broker | None = None
 _config: "Config | None" = None
 _lock = threading.Lock()
 
@@ -121,7 +139,7 @@ class _NoBroker:
     cross_process = False
     name = "none"
 
-    def publish(self, groups, payload) -> None:
+    def publish(self, groups: tuple[str, ...], payload: dict[str, Any]) -> None:
         pass
 
     def listen(self, wait: float | None = None) -> bool:
@@ -141,10 +159,10 @@ def _database_alias(conf: Config) -> str:
 
     options = (getattr(settings, "TASKS", {}).get("default") or {}).get("OPTIONS") or {}
     # Subscribers LISTEN: behind a transaction pooler that needs the direct alias (loom.pooler).
-    return options.get("LISTEN_DATABASE") or options.get("DATABASE", "default")
+    return str(options.get("LISTEN_DATABASE") or options.get("DATABASE", "default"))
 
 
-def _build(conf: Config):
+def _build(conf: Config) -> Broker:
     backend = conf.backend
     if backend == "auto":
         from django.db import connections
@@ -167,7 +185,7 @@ def _build(conf: Config):
     return _NoBroker()
 
 
-def get_broker():
+def get_broker() -> Broker:
     """The broker of this process, built from ``LOOM_EVENTS`` on first use."""
     global _broker
     if _broker is None:
@@ -230,7 +248,7 @@ def asubscribe(*groups: str, maxsize: int = DEFAULT_MAXSIZE) -> Subscription:
     return subscription
 
 
-def _on_setting_changed(setting: str, **kwargs) -> None:
+def _on_setting_changed(setting: str, **kwargs: Any) -> None:
     if setting == SETTING:
         reset()
 
