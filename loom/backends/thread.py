@@ -48,6 +48,8 @@ from django.utils import timezone
 
 from loom.backends.database import DatabaseBackend
 from loom.compat import (
+    AnyTask,
+    AnyTaskResult,
     BaseTaskBackend,
     InvalidTask,
     Task,
@@ -128,7 +130,7 @@ class ThreadBackend(BaseTaskBackend):
         # Django builds one backend instance per thread; the pool and results are per process.
         return _runtime(self.alias, self.config, type(self))
 
-    def validate_task(self, task: Task) -> None:
+    def validate_task(self, task: AnyTask) -> None:
         if not isinstance(task, Task):
             raise InvalidTask(f"{task!r} is not a django.tasks.Task; decorate the function with @task.")
         super().validate_task(task)
@@ -139,10 +141,10 @@ class ThreadBackend(BaseTaskBackend):
         if getattr(task, "timeout", None) is not None:
             raise InvalidTask("ThreadBackend cannot stop a running thread, so it refuses a task timeout.")
 
-    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+    def enqueue(self, task: AnyTask, args: Any, kwargs: Any) -> AnyTaskResult:  # type: ignore[override]
         self.validate_task(task)
         args, kwargs = DatabaseBackend._encode_arguments(args, kwargs)
-        result = TaskResult(
+        result: AnyTaskResult = TaskResult(
             task=task,
             id=str(uuid.uuid4()),
             status=TaskResultStatus.READY,
@@ -172,7 +174,7 @@ class ThreadBackend(BaseTaskBackend):
             release()  # autocommit: as on_commit would, without opening a connection to ask
         return _copy(result)
 
-    def get_result(self, result_id: str) -> TaskResult:
+    def get_result(self, result_id: str) -> AnyTaskResult:
         return self.runtime.get(result_id)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -195,10 +197,10 @@ class ThreadBackend(BaseTaskBackend):
         )]
 
 
-def _copy(result: TaskResult) -> TaskResult:
+def _copy(result: AnyTaskResult) -> AnyTaskResult:
     """A result the caller may change without changing the stored one (Django mutates in place)."""
     copy = replace(result, errors=list(result.errors), worker_ids=list(result.worker_ids))
-    object.__setattr__(copy, "_return_value", result._return_value)  # init=False field
+    object.__setattr__(copy, "_return_value", result._return_value)  # type: ignore[attr-defined]  # init=False
     return copy
 
 
@@ -214,17 +216,17 @@ class Runtime:
         self.clock = time.monotonic
         self.threads: list[threading.Thread] = []
         self._cond = threading.Condition()
-        self._heap: list[tuple[int, int, TaskResult]] = []
+        self._heap: list[tuple[int, int, AnyTaskResult]] = []
         self._order = itertools.count()
         self._idle = 0
         self._unfinished = 0
         self._exiting = False
-        self._results: dict[str, TaskResult] = {}
+        self._results: dict[str, AnyTaskResult] = {}
         self._expiry: OrderedDict[str, float] = OrderedDict()  # finished ids, oldest first
 
     # -- results ---------------------------------------------------------------------------
 
-    def store(self, result: TaskResult) -> None:
+    def store(self, result: AnyTaskResult) -> None:
         with self._cond:
             self._results[result.id] = result
             if result.is_finished:
@@ -232,7 +234,7 @@ class Runtime:
                 self._expiry.move_to_end(result.id)
             self._prune()
 
-    def get(self, result_id: str) -> TaskResult:
+    def get(self, result_id: str) -> AnyTaskResult:
         with self._cond:
             self._prune()
             result = self._results.get(result_id)
@@ -251,7 +253,7 @@ class Runtime:
 
     # -- the pool --------------------------------------------------------------------------
 
-    def submit(self, result: TaskResult) -> None:
+    def submit(self, result: AnyTaskResult) -> None:
         with self._cond:
             if self._exiting:
                 logger.warning("Task %s (%s) was released during interpreter exit and will not run.",
@@ -293,7 +295,7 @@ class Runtime:
         finally:
             connections.close_all()
 
-    def _run(self, queued: TaskResult) -> None:
+    def _run(self, queued: AnyTaskResult) -> None:
         task = queued.task
         now = timezone.now()
         running = replace(queued, status=TaskResultStatus.RUNNING, started_at=now, last_attempted_at=now,
