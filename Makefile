@@ -45,18 +45,19 @@ venvs: venv $(VENV60)/.installed $(VENV52)/.installed
 # fresh virtualenv (`make smoke`). MariaDB: mysqlclient on 6.1, PyMySQL on 6.0 and 5.2. ARGS go
 # to every pytest run.
 test: venvs check
-	@start=$$(date +%s); \
+	@start=$$(date +%s); failed=""; \
+	run() { label=$$1; shift; echo "== $$label"; "$$@"; rc=$$?; \
+	        [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || failed="$$failed\n  $$label (exit $$rc)"; }; \
 	for db in $(DATABASES); do \
-	    echo "== Django 6.1, $$db"; LOOM_TEST_DB=$$db $(PY) $(PYTEST) $(LIGHT) $(ARGS) || exit 1; \
-	    echo "== Django 6.1, $$db: heavy tests, alone"; \
-	    LOOM_TEST_DB=$$db $(PY) -m pytest -q -m heavy $(ARGS); rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit 1; \
+	    run "Django 6.1, $$db" env LOOM_TEST_DB=$$db $(PY) $(PYTEST) $(LIGHT) $(ARGS); \
+	    run "Django 6.1, $$db: heavy tests, alone" env LOOM_TEST_DB=$$db $(PY) -m pytest -q -m heavy $(ARGS); \
 	done; \
 	for v in 60 52; do for db in $(DATABASES); do \
-	    echo "== Django $$v, $$db"; \
-	    LOOM_MYSQL_DRIVER=pymysql LOOM_TEST_DB=$$db .venv-django$$v/bin/python $(PYTEST) $(OTHER_DJANGO) $(ARGS) \
-	        || exit 1; \
+	    run "Django $$v, $$db" env LOOM_MYSQL_DRIVER=pymysql LOOM_TEST_DB=$$db .venv-django$$v/bin/python \
+	        $(PYTEST) $(OTHER_DJANGO) $(ARGS); \
 	done; done; \
-	echo "== the whole matrix took $$(( $$(date +%s) - start )) s"
+	echo "== the whole matrix took $$(( $$(date +%s) - start )) s"; \
+	if [ -n "$$failed" ]; then printf "== FAILED:$$failed\n"; exit 1; fi
 	$(MAKE) --no-print-directory smoke
 
 # Lint (ruff) and types (mypy: strict for the public modules and the integrations; pyproject.toml).
