@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.utils.json import normalize_json
+from loom.compat import normalize_json
 
 _encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 

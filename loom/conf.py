@@ -12,6 +12,9 @@ from typing import Any, Mapping
 
 # Database alias that holds the task table; enqueue is atomic with this alias's transactions.
 DEFAULT_DATABASE = "default"
+# PostgreSQL alias a worker LISTENs on; None: DATABASE itself, unless that one goes through a
+# transaction pooler (DISABLE_SERVER_SIDE_CURSORS), where the worker polls (see loom.pooler).
+DEFAULT_LISTEN_DATABASE = None
 # Seconds a claimed task stays leased to its worker without a heartbeat before it may be rescued.
 DEFAULT_LEASE_SECONDS = 30.0
 # How many times a task runs before a failure is final (1 = no retries, Django's default).
@@ -41,6 +44,7 @@ DEFAULT_SQLITE_WAL = True
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Options:
     database: str = DEFAULT_DATABASE
+    listen_database: str | None = DEFAULT_LISTEN_DATABASE
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     poll_interval: float = DEFAULT_POLL_INTERVAL
@@ -75,6 +79,8 @@ class Options:
     def validate(self) -> None:
         if not isinstance(self.database, str) or not self.database:
             raise ValueError("OPTIONS['DATABASE'] must be a database alias (a non-empty string).")
+        if self.listen_database is not None and (not isinstance(self.listen_database, str) or not self.listen_database):
+            raise ValueError("OPTIONS['LISTEN_DATABASE'] must be a database alias (a non-empty string) or None.")
         if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or self.timeout <= 0):
             raise ValueError(f"OPTIONS['TIMEOUT'] must be a number of seconds > 0 or None, got {self.timeout!r}.")
         if self.progress_interval is not None and (

@@ -1,6 +1,7 @@
 """Exceptions loom raises; one class, one sentence each."""
 
-from django.tasks.exceptions import InvalidTask
+
+from loom.compat import InvalidTask
 
 
 class InvalidTaskArguments(InvalidTask, TypeError):

@@ -19,13 +19,19 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
-from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from loom import faults
+from loom import faults, telemetry
 from loom.codec import dumps, normalize
+from loom.compat import (
+    Task,
+    TaskContext,
+    TaskResult,
+    TaskResultStatus,
+    task_finished,
+    task_started,
+)
 from loom.exceptions import TaskArgumentsMismatch, TaskImportError, TimeLimitExceeded
 from loom.records import ClaimedTask, Outcome
 from loom.results import from_claimed
@@ -180,6 +186,7 @@ def _send_finished(sender: type, result: TaskResult, exc: BaseException | None =
         task_finished.send(sender, task_result=result)
 
 
+@telemetry.traced_run
 def execute(claimed: ClaimedTask) -> Outcome:
     """Run a claimed task in the calling thread."""
     return run(claimed)[0]
@@ -255,6 +262,7 @@ def _is_coroutine_path(path: str) -> bool:
     return isinstance(obj, Task) and inspect.iscoroutinefunction(obj.func)
 
 
+@telemetry.traced_run
 async def aexecute(claimed: ClaimedTask) -> Outcome:
     """Run a claimed task on the running event loop; sync receivers of signals run in a thread."""
     try:

@@ -82,7 +82,7 @@ def _on_finished(sender, task_result, **kwargs) -> None:
 
 def install(port: int | None = None, addr: str = "127.0.0.1"):
     """Count tasks finished in this process; with ``port``, serve them at http://addr:port/."""
-    from django.tasks.signals import task_finished
+    from loom.compat import task_finished
 
     registry = process_registry()
     task_finished.connect(_on_finished, dispatch_uid="loom.metrics.finished")

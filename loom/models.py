@@ -12,7 +12,8 @@ import time
 import uuid
 
 from django.db import models
-from django.tasks import TaskResultStatus
+
+from loom.compat import TaskResultStatus
 
 from loom import codec
 
@@ -141,6 +142,9 @@ class TaskRecord(models.Model):
     progress_total = models.FloatField(null=True, blank=True)
     progress_message = models.CharField(max_length=255, blank=True, default="")
     progress_at = models.DateTimeField(null=True, blank=True)
+    # W3C trace context of the enqueue (loom.telemetry, when OpenTelemetry is on), so the run's
+    # span joins the request's trace.
+    trace_context = JSONText(null=True, blank=True)
 
     objects = TaskRecordQuerySet.as_manager()
 

@@ -40,13 +40,16 @@ import time
 import types
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.sync import sync_to_async
 from django.dispatch import receiver
-from django.tasks import TaskResult
-from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
+
+from loom.compat import AnyTaskResult, TaskResult, task_finished, task_started
+
+if TYPE_CHECKING:
+    from loom.backends.database import DatabaseBackend
 
 __all__ = ["Progress", "Reporter", "aget_progress", "areport", "for_context", "get_progress", "report"]
 
@@ -128,10 +131,10 @@ def _current_task() -> tuple[str, str] | None:
 
 
 def _interval(backend: str) -> float:
-    from django.tasks import task_backends
+    from loom.compat import task_backends
 
     try:
-        value = getattr(task_backends[backend].config, "progress_interval", None)
+        value = getattr(getattr(task_backends[backend], "config", None), "progress_interval", None)
         return DEFAULT_INTERVAL if value is None else float(value)
     except Exception:
         return DEFAULT_INTERVAL
@@ -182,17 +185,16 @@ async def areport(current: float, total: float | None = None, message: str = "",
 
 
 def _write(task_id: str, state: _State, values: tuple[float, float | None, str]) -> bool:
-    from django.tasks import task_backends
-
+    from loom.compat import task_backends
     from loom.events.tasks import publish_task_event
     from loom.models import TaskRecord
 
     current, total, message = values
     at = timezone.now()
-    store = task_backends[state.backend].store
+    store = cast("DatabaseBackend", task_backends[state.backend]).store
     if not store.progress(task_id, current, total, message, at):
         return False
-    if state.task_path is None:
+    if state.task_path is None or state.queue_name is None:
         row = TaskRecord.objects.using(store.alias).filter(pk=task_id).values("task_path", "queue_name").first()
         if row is None:
             return True
@@ -224,7 +226,7 @@ class Reporter:
         return await areport(current, self.total, message, task_id=self.task_id, backend=self.backend)
 
 
-def for_context(context) -> Reporter:
+def for_context(context: Any) -> Reporter:
     """A ``Reporter`` for the task whose ``TaskContext`` this is."""
     result = context.task_result
     return Reporter(result.id, result.backend)
@@ -249,17 +251,16 @@ def _locate(result_or_id: Any, backend: str) -> tuple[str, str]:
     return str(result_or_id), backend
 
 
-def get_progress(result_or_id: TaskResult | str, *, backend: str = "default") -> Progress | None:
+def get_progress(result_or_id: AnyTaskResult | str, *, backend: str = "default") -> Progress | None:
     """The last stored progress of a task (None before its first report)."""
     from django.core.exceptions import ValidationError
-    from django.tasks import task_backends
-    from django.tasks.exceptions import TaskResultDoesNotExist
 
+    from loom.compat import TaskResultDoesNotExist, task_backends
     from loom.models import TaskRecord
 
     task_id, alias = _locate(result_or_id, backend)
     try:
-        row = (TaskRecord.objects.using(task_backends[alias].store.alias).filter(pk=task_id)
+        row = (TaskRecord.objects.using(cast("DatabaseBackend", task_backends[alias]).store.alias).filter(pk=task_id)
                .values("progress_current", "progress_total", "progress_message", "progress_at").first())
     except (ValidationError, ValueError):
         row = None
@@ -270,14 +271,14 @@ def get_progress(result_or_id: TaskResult | str, *, backend: str = "default") ->
     return Progress(row["progress_current"], row["progress_total"], row["progress_message"], row["progress_at"])
 
 
-async def aget_progress(result_or_id: TaskResult | str, *, backend: str = "default") -> Progress | None:
+async def aget_progress(result_or_id: AnyTaskResult | str, *, backend: str = "default") -> Progress | None:
     return await sync_to_async(get_progress)(result_or_id, backend=backend)
 
 
 # -- which task is running here ----------------------------------------------------------------
 
 @receiver(task_started, dispatch_uid="loom.progress.started")
-def _on_started(sender, task_result: TaskResult, **kwargs) -> None:
+def _on_started(sender: type, task_result: AnyTaskResult, **kwargs: Any) -> None:
     _running.set((str(task_result.id), task_result.backend))
     state = _State(task_result.backend, task_result.task.module_path, task_result.task.queue_name)
     with _lock:
@@ -285,14 +286,15 @@ def _on_started(sender, task_result: TaskResult, **kwargs) -> None:
 
 
 @receiver(task_finished, dispatch_uid="loom.progress.finished")
-def _on_finished(sender, task_result: TaskResult, **kwargs) -> None:
+def _on_finished(sender: type, task_result: AnyTaskResult, **kwargs: Any) -> None:
     try:
         flush(task_result.id)
     except Exception:
         import logging
 
         logging.getLogger("loom.progress").exception("loom: could not store the last progress of %s", task_result.id)
-    if _running.get() is not None and _running.get()[0] == str(task_result.id):
+    running = _running.get()
+    if running is not None and running[0] == str(task_result.id):
         _running.set(None)
 
 

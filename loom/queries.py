@@ -14,9 +14,9 @@ from typing import Any
 
 from django.db.models import Count, Max, Min, Q
 from django.db.models.functions import TruncMinute
-from django.tasks import task_backends
 from django.utils import timezone
 
+from loom.compat import task_backends
 from loom.models import PeriodicTick, Status, TaskRecord, WorkerRecord
 
 # Minutes shown in the throughput chart.

@@ -29,12 +29,14 @@ class NewTask:
     max_attempts: int
     timeout: float | None
     hard_timeout: float | None
+    trace_context: dict[str, str] | None = None  # loom.telemetry: the enqueue's span context
 
 
 # The columns a claim returns: ClaimedTask's fields, in this order (loom.store.rows converts them).
 CLAIM_COLUMNS = ("id", "task_path", "backend", "queue_name", "priority", "run_after", "args", "kwargs",
                  "available_at", "enqueued_at", "started_at", "last_attempted_at", "attempts", "max_attempts", "timeout",
-                 "worker_ids", "errors")
+                 "worker_ids", "errors",
+                 "trace_context")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +61,7 @@ class ClaimedTask:
     timeout: float | None = None
     worker_ids: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    trace_context: dict[str, str] | None = None  # loom.telemetry: parent of the run's span
 
     def after_claim(self, worker_id: str, now: dt.datetime) -> "ClaimedTask":
         """The row as the claim left it, for databases whose claim reads before it writes."""

@@ -14,8 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from django.tasks import Task, TaskResult, TaskResultStatus
-from django.tasks.base import TaskError
+from loom.compat import Task, TaskError, TaskResult, TaskResultStatus
 
 
 def task_errors(entries: Iterable[Any]) -> list[TaskError]:

@@ -35,11 +35,11 @@ from asgiref.sync import sync_to_async
 from django.core import signing
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, JsonResponse, StreamingHttpResponse
-from django.tasks import TaskResult
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from loom import events
+from loom.compat import TaskResult
 
 # Seconds between keep-alive comments (keep proxies from closing, surface dead WSGI clients).
 HEARTBEAT = 15.0
@@ -109,8 +109,8 @@ SNAPSHOT_FIELDS = ("id", "task_path", "queue_name", "status", "attempts", "max_a
 def snapshot(task_id: str, backend: str = "default") -> dict[str, Any] | None:
     """The task's row as a ``snapshot`` event payload; None if there is no such task."""
     from django.core.exceptions import ValidationError
-    from django.tasks import task_backends
 
+    from loom.compat import task_backends
     from loom.models import TaskRecord
 
     try:

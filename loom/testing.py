@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from django.tasks import task_backends
 from django.utils import timezone
 
+from loom.compat import task_backends
 from loom.execution import execute
 
 # Stops a task that keeps re-enqueueing itself from looping run_tasks forever.
@@ -46,8 +46,14 @@ def run_tasks(
     worker_id: str = "loom-testing",
 ) -> int:
     """Run all due tasks (including retries that become due at ``clock()``); return how many ran."""
-    store = task_backends[backend].store
-    lease = task_backends[backend].config.lease_seconds
+    from loom.backends.database import DatabaseBackend
+
+    loom_backend = task_backends[backend]
+    if not isinstance(loom_backend, DatabaseBackend):
+        raise TypeError(f"run_tasks() runs loom DatabaseBackend tasks; TASKS[{backend!r}] is "
+                        f"{type(loom_backend).__name__}.")
+    store = loom_backend.store
+    lease = loom_backend.config.lease_seconds
     ran = 0
     for _ in range(MAX_ROUNDS):
         now = clock()

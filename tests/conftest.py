@@ -9,11 +9,15 @@ import pytest
 
 DB = os.environ.get("LOOM_TEST_DB", "sqlite")
 SERVERS = {"postgresql": ("127.0.0.1", 5432), "mysql": ("127.0.0.1", 3306)}
+# Fault and load tests: they start private servers, kill processes and measure contention, so
+# `make test` runs them alone (not beside another pytest process) and once, on Django 6.1.
+HEAVY = {"test_chaos.py", "test_startproject.py", "test_connection_faults.py"}
 
 
 def pytest_configure(config):
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     config.addinivalue_line("markers", "contract: Django tasks backend contract (also run on Django 6.0)")
+    config.addinivalue_line("markers", "heavy: fault and load tests (tests/conftest.py HEAVY)")
     if DB in SERVERS:
         host, port = SERVERS[DB]
         try:
@@ -26,8 +30,41 @@ def pytest_configure(config):
             pytest.exit(f"skipped: {reason}", returncode=0)
 
 
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in HEAVY:
+            item.add_marker(pytest.mark.heavy)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_asgiref_connections(django_db_setup):
+    """aenqueue/aget_result run in asgiref's one sync thread, whose connection would otherwise
+    outlive the session and keep PostgreSQL from dropping the test database."""
+    yield
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+
+
 def pytest_report_header(config):
-    return f"loom test database: {DB}"
+    import django
+
+    driver = f" ({os.environ.get('LOOM_MYSQL_DRIVER', 'mysqlclient')})" if DB == "mysql" else ""
+    return f"loom test database: {DB}{driver}; Django {django.get_version()}"
+
+
+def _needs_task_options():
+    from loom.compat import SUPPORTS_TASK_OPTIONS
+
+    return pytest.mark.skipif(not SUPPORTS_TASK_OPTIONS,
+                              reason="Django 6.0's @task takes no per-task options (loom's OPTIONS apply)")
+
+
+# For tests of per-task options (tests.app.retry_tasks), which Django 6.0 cannot express.
+needs_task_options = _needs_task_options()
 
 
 import signal
@@ -39,13 +76,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def worker_env() -> dict[str, str]:
-    """Environment for a subprocess that must use this test run's database."""
+def worker_env(settings: str = "tests.settings") -> dict[str, str]:
+    """Environment for a subprocess that must use this test run's database (``settings`` may
+    name a module that imports tests.settings and changes a few; it must be on PYTHONPATH)."""
     from django.db import connection
 
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
+        DJANGO_SETTINGS_MODULE=settings,
         LOOM_TEST_DB=DB,
         LOOM_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
         PYTHONPATH=str(ROOT),

@@ -7,6 +7,8 @@ the test database that pytest-django created.
 import os
 import tempfile
 
+import django
+
 DB = os.environ.get("LOOM_TEST_DB", "sqlite")
 SECRET_KEY = "loom-tests-not-secret"
 USE_TZ = True
@@ -26,6 +28,8 @@ INSTALLED_APPS = [
     "loom",
     "tests.app",
 ]
+if django.VERSION < (6, 0):
+    INSTALLED_APPS.append("django_tasks")  # Django 5.2: the Tasks API is the django-tasks backport
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -61,11 +65,17 @@ if DB == "postgresql":
         }
     }
 elif DB == "mysql":
-    import pymysql
+    # The driver: mysqlclient (Django's recommendation) or PyMySQL; `make test` runs Django 6.1 on
+    # the first and 6.0 and 5.2 on the second.
+    MYSQL_DRIVER = os.environ.get("LOOM_MYSQL_DRIVER", "mysqlclient")
+    if MYSQL_DRIVER == "pymysql":
+        import pymysql
 
-    # Django checks mysqlclient's version; PyMySQL speaks the same DB-API (see docs/design.md).
-    pymysql.version_info = (2, 2, 7, "final", 0)
-    pymysql.install_as_MySQLdb()
+        # Django checks mysqlclient's version; PyMySQL speaks the same DB-API (see docs/design.md).
+        pymysql.version_info = (2, 2, 7, "final", 0)
+        pymysql.install_as_MySQLdb()
+    elif MYSQL_DRIVER != "mysqlclient":
+        raise ValueError(f"LOOM_MYSQL_DRIVER is {MYSQL_DRIVER!r}; use mysqlclient or pymysql.")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.mysql",

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from django.db import OperationalError, connection
-from django.tasks import task_backends
+from loom.compat import task_backends
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -158,7 +158,7 @@ def test_operator_actions_on_startproject_sqlite_while_a_worker_writes(tmp_path,
         return done.stdout
 
     django("-m", "django", "migrate", "-v", "0")
-    django("-m", "django", "shell", "-c", "from django.tasks import task_backends; from tests.app import tasks; "
+    django("-m", "django", "shell", "-c", "from loom.compat import task_backends; from tests.app import tasks; "
            "task_backends['default'].enqueue_many(tasks.noop, [((), {})] * 30000)")
     worker = start_worker("--processes", "0", "--threads", "4", env={k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "LOOM_PLAIN_DB")})
     worker.wait_started()

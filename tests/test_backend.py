@@ -7,12 +7,20 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
-from django.tasks import TaskResultStatus, task_backends
-from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskResultMismatch
-from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 
 from loom.backends import DatabaseBackend
+from loom.compat import (
+    LOGGER,
+    InvalidTask,
+    TaskResultDoesNotExist,
+    TaskResultMismatch,
+    TaskResultStatus,
+    task_backends,
+    task_enqueued,
+    task_finished,
+    task_started,
+)
 from loom.exceptions import InvalidTaskArguments
 from loom.models import TaskRecord
 from loom.testing import run_tasks
@@ -127,8 +135,7 @@ AWKWARD = ["a\x00b", "\ud800 lone", {"x": 1e16, "y": -0.0, "z": [1.5, "é", "\U0
 
 
 def test_awkward_values_round_trip_as_immediate_backend_returns_them():
-    from django.tasks import task_backends
-    from django.utils.json import normalize_json
+    from loom.compat import normalize_json, task_backends
 
     result = tasks.echo.enqueue(*AWKWARD, key=AWKWARD[2])
     stored = tasks.echo.get_result(result.id)
@@ -143,7 +150,7 @@ def test_awkward_values_round_trip_as_immediate_backend_returns_them():
 
 def test_failure_records_error_and_sends_finished_inside_except(received, caplog):
     result = tasks.fail.enqueue("kaput")
-    with caplog.at_level(logging.ERROR, logger="django.tasks"):
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
         run_tasks()
     result.refresh()
     assert result.status == TaskResultStatus.FAILED and result.finished_at is not None

@@ -24,8 +24,8 @@ from collections import Counter
 import pytest
 from django.db import connection, connections
 from django.db.utils import Error as DatabaseError
-from django.tasks import task_backends
 
+from loom.compat import task_backends
 from loom.models import TaskRecord
 from tests.app import tasks
 from tests.app.models import Run

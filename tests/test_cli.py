@@ -45,7 +45,7 @@ def test_status_tables_and_json():
 
 
 def test_status_says_which_workers_stopped_and_which_went_silent():
-    from django.tasks import task_backends
+    from loom.compat import task_backends
 
     from loom.cli.status import ago
 

@@ -239,7 +239,7 @@ def test_lists_and_pages_use_the_same_words(admin, failed):
 
 
 def test_workers_page_shows_liveness_and_current_tasks(admin):
-    from django.tasks import task_backends
+    from loom.compat import task_backends
 
     store = task_backends["default"].store
     now = timezone.now()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.tasks import task_backends
 from django.test import override_settings
 
+from loom.compat import task_backends
 from loom.models import LeaderLease, PeriodicTick, TaskRecord
 from loom.testing import Clock
 from loom.worker.leader import Leader

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.tasks.exceptions import TaskResultDoesNotExist
 
 from loom import events, progress
+from loom.compat import TaskResultDoesNotExist
 from loom.testing import run_tasks
 from tests.app import progress_tasks as pt
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DB
+from tests.plain_project import TASK_APPS, TASK_IMPORT
 
 pytestmark = pytest.mark.skipif(DB != "sqlite", reason="the startproject default database is SQLite "
                                                        "(runs in the LOOM_TEST_DB=sqlite run)")
@@ -40,7 +41,7 @@ class Visit(models.Model):
 
 TASKS_PY = """
 from django.db import transaction
-from django.tasks import task
+{TASK_IMPORT}
 
 from shop.models import Counter
 
@@ -103,11 +104,11 @@ def project(tmp_path) -> Path:
     assert "OPTIONS" not in (root / "mysite" / "settings.py").read_text().split("DATABASES")[1].split("}\n}")[0]
     assert manage(root, "startapp", "shop").returncode == 0
     (root / "shop" / "models.py").write_text(MODELS)
-    (root / "shop" / "tasks.py").write_text(TASKS_PY)
+    (root / "shop" / "tasks.py").write_text(TASKS_PY.replace("{TASK_IMPORT}", TASK_IMPORT))
     with open(root / "mysite" / "settings.py", "a") as settings:
-        settings.write(textwrap.dedent("""
-            INSTALLED_APPS += ["loom", "shop"]
-            TASKS = {"default": {"BACKEND": "loom.backends.DatabaseBackend"}}
+        settings.write(textwrap.dedent(f"""
+            INSTALLED_APPS += {TASK_APPS + ["shop"]!r}
+            TASKS = {{"default": {{"BACKEND": "loom.backends.DatabaseBackend"}}}}
         """))
     (root / "enqueue.py").write_text(ENQUEUE)
     (root / "writer.py").write_text(WRITER)

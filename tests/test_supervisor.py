@@ -13,7 +13,7 @@ from django.utils import timezone
 from loom.models import TaskRecord
 from tests.app import retry_tasks, tasks
 from tests.app.models import Run
-from tests.conftest import wait_until
+from tests.conftest import needs_task_options, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,6 +44,7 @@ def test_a_task_that_kills_its_process_fails_and_the_worker_goes_on(start_worker
         assert result.status == "SUCCESSFUL"
 
 
+@needs_task_options
 def test_soft_time_limit_interrupts_python_code(start_worker):
     result = retry_tasks.busy_forever.enqueue()
     worker = start_worker("--burst", "--processes", "1")
@@ -53,6 +54,7 @@ def test_soft_time_limit_interrupts_python_code(start_worker):
     assert error_classes(result) == ["loom.exceptions.TimeLimitExceeded"]
 
 
+@needs_task_options
 def test_hard_time_limit_kills_the_process_and_fails_the_task(start_worker):
     result = retry_tasks.blocked_in_c.enqueue(60)
     bystander = tasks.add.enqueue(1, 1)
@@ -115,7 +117,7 @@ def test_second_signal_stops_fast_and_tasks_run_again_later(start_worker):
 
 
 def test_cancel_ready_and_running_tasks(start_worker):
-    from django.tasks import task_backends
+    from loom.compat import task_backends
 
     backend_store = task_backends["default"].store
     never = tasks.record_run.using(run_after=timezone.now() + timezone.timedelta(hours=1)).enqueue("never")

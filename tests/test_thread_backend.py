@@ -18,13 +18,20 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import connection, transaction
-from django.tasks import TaskResultStatus, task_backends
-from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskResultMismatch
-from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.test import override_settings
 from django.utils import timezone
 
 from loom.backends import ThreadBackend
+from loom.compat import (
+    InvalidTask,
+    TaskResultDoesNotExist,
+    TaskResultMismatch,
+    TaskResultStatus,
+    task_backends,
+    task_enqueued,
+    task_finished,
+    task_started,
+)
 from loom.exceptions import InvalidTaskArguments
 from tests.app import parallel_tasks as pt
 from tests.app import tasks
@@ -293,7 +300,7 @@ EXIT_SCRIPT = textwrap.dedent("""
         USE_TZ=True,
     )
     django.setup()
-    from django.tasks import task
+    from loom.compat import task
 
     started = threading.Event()
 

@@ -6,13 +6,13 @@ import os
 import signal
 
 import pytest
-from django.tasks import TaskResultStatus
 
+from loom.compat import TaskResultStatus
 from loom.models import TaskRecord
 from loom.worker import Worker
 from tests.app import tasks
 from tests.app.models import Run
-from tests.conftest import wait_until
+from tests.conftest import needs_task_options, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,6 +60,7 @@ def test_rows_that_no_longer_fit_fail_clearly_and_the_worker_goes_on():
     assert ok.return_value == 3
 
 
+@needs_task_options
 def test_retries_per_task_option_until_success():
     from tests.app import retry_tasks
 
@@ -71,6 +72,7 @@ def test_retries_per_task_option_until_success():
     assert Run.objects.filter(key="k1").count() == 3
 
 
+@needs_task_options
 def test_retries_stop_at_max_attempts():
     from tests.app import retry_tasks
 

@@ -21,6 +21,7 @@ urlpatterns = [
     path("start/<str:kind>/", views.start, name="start"),
     path("result/<uuid:task_id>/", views.result, name="result"),
     path("parallel/", parallel, name="parallel"),
+    path("channels/", include("demo.channels_urls")),  # the Channels demo's page (docs/channels.md)
     path("loom/", include("loom.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -25,19 +25,25 @@ from typing import Any
 
 from django.core import checks
 from django.db import transaction
-from django.tasks import Task, TaskResult, TaskResultStatus
-from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-from django.tasks.signals import task_enqueued
 from django.utils import timezone
-from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
+from loom import telemetry
+from loom.codec import dumps
+from loom.compat import (
+    BaseTaskBackend,
+    InvalidTask,
+    Task,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    normalize_json,
+    task_enqueued,
+)
 from loom.conf import Options
 from loom.exceptions import InvalidTaskArguments
-from loom.records import NewTask
-from loom.codec import dumps
 from loom import results
+from loom.records import NewTask
 from loom.store import Store
 from loom.task import Task as LoomTask
 
@@ -139,6 +145,7 @@ class DatabaseBackend(BaseTaskBackend):
                 max_attempts=max_attempts,
                 timeout=timeout,
                 hard_timeout=hard_timeout,
+                trace_context=telemetry.carrier(),
             ))
         return built
 
@@ -153,6 +160,7 @@ class DatabaseBackend(BaseTaskBackend):
 
         transaction.on_commit(send, using=self.store.alias)
 
+    @telemetry.traced_enqueue
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         [record] = self._build(task, [(args, kwargs)], timezone.now())
         self.store.insert([record])
@@ -160,6 +168,7 @@ class DatabaseBackend(BaseTaskBackend):
         self._announce([result])
         return result
 
+    @telemetry.traced_enqueue
     def enqueue_many(self, task: Task, calls: Iterable[tuple[Any, Any]]) -> list[TaskResult]:
         """Enqueue many calls of one task in one statement (COPY on PostgreSQL), atomically
         with the caller's transaction; every call is validated before anything is written."""

@@ -41,14 +41,19 @@ from typing import Any
 
 from django.core import checks
 from django.db import transaction
-from django.tasks import Task, TaskResult, TaskResultStatus
-from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from loom import codec, execution, results
 from loom.backends.database import DatabaseBackend
+from loom.compat import (
+    BaseTaskBackend,
+    InvalidTask,
+    Task,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task_enqueued,
+)
 from loom.executors.threads import ThreadExecutor
 from loom.records import ClaimedTask
 from loom.task import Task as LoomTask

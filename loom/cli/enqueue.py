@@ -34,9 +34,9 @@ def _json(option: str, text: str, kind: type):
 
 
 def run(command, options) -> None:
-    from django.tasks import Task
-    from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
     from django.utils.module_loading import import_string
+
+    from loom.compat import InvalidTask, InvalidTaskBackend, Task
 
     # Stored under other names: BaseCommand takes options["args"] for its positional arguments.
     args = _json("args", options["json_args"], list)

@@ -24,10 +24,8 @@ def add_arguments(parser) -> None:
 
 
 def backend_or_error(alias: str):
-    from django.tasks import task_backends
-    from django.tasks.exceptions import InvalidTaskBackend
-
     from loom.backends.database import DatabaseBackend
+    from loom.compat import InvalidTaskBackend, task_backends
 
     try:
         backend = task_backends[alias]

@@ -7,6 +7,8 @@ import os
 
 from django.core.management.base import CommandError
 
+from loom import health
+
 help = "Claim and run tasks until stopped (SIGTERM/SIGINT: graceful; twice: fast)."
 
 
@@ -34,12 +36,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--start-gate", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-id", default=None, help=argparse.SUPPRESS)
+    health.add_arguments(parser)
 
 
 def run(command, options) -> None:
-    from django.tasks import task_backends
-
     from loom.backends.database import DatabaseBackend
+    from loom.compat import task_backends
+    from loom.pooler import polling_notice
 
     from loom.databases import prepare_worker
 
@@ -57,6 +60,8 @@ def run(command, options) -> None:
             raise CommandError(f"--{name.replace('_', '-')} must be positive.")
     if threads < 1 or processes < 0:
         raise CommandError("--threads must be >= 1 and --processes >= 0.")
+    if not options["child"] and (notice := polling_notice(options["backend"], backend.config)):
+        command.stderr.write(notice)  # once, from the process the user started
     if processes == 0 or options["child"]:
         _run_in_process(command, options, threads)
     else:
@@ -78,6 +83,7 @@ def _run_in_process(command, options, threads: int) -> None:
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     worker.install_signal_handlers(child=options["child"])
+    health.serve_worker(command, options, worker)
     if options["verbosity"] >= 1:
         command.stdout.write(f"loom worker {worker.id}: queues {', '.join(worker.queues or ['*'])}, "
                              f"{worker.threads} threads")
@@ -126,6 +132,7 @@ def _supervise(command, options, backend, processes: int, threads: int) -> None:
         child_args += ["--max-tasks-per-child", str(options["max_tasks_per_child"])]
     if options["max_memory_per_child"]:
         child_args += ["--max-memory-per-child", str(options["max_memory_per_child"])]
+    health.serve_supervisor(command, options, backend, child_args)
     supervisor = Supervisor(specs, store=backend.store, backend=options["backend"], child_args=child_args,
                             burst=options["burst"], grace=options["grace"], verbosity=options["verbosity"],
                             lost_retries=backend.config.lost_retries)

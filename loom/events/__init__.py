@@ -19,11 +19,12 @@ Configure (all keys optional)::
 
     LOOM_EVENTS = {
         "BACKEND": "auto",        # auto | memory | postgresql | redis | none
-        "DATABASE": "default",    # postgresql: alias to NOTIFY/LISTEN on (auto: the task database)
+        "DATABASE": "default",    # postgresql: alias to NOTIFY/LISTEN on (auto: the task
+                                  # backend's LISTEN_DATABASE, else its DATABASE)
         "URL": "redis://127.0.0.1:6379/0",   # redis
         "CHANNEL": "loom_events", # NOTIFY channel / Redis channel name
         "TASK_EVENTS": True,      # publish task lifecycle and progress events
-        "CHANNELS_BRIDGE": False, # also group_send to the Channels layer (if Channels is installed)
+        "CHANNELS_BRIDGE": False, # also group_send every event to the Channels layer (docs/channels.md)
     }
 
 ``auto`` uses PostgreSQL NOTIFY when the task database is PostgreSQL and in-process delivery
@@ -37,7 +38,7 @@ import asyncio
 import re
 import threading
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -55,7 +56,25 @@ ALL_TASKS = "loom.tasks"
 GROUP_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,99}$")
 
 hub = Hub()
-_broker = None
+
+
+class Broker(Protocol):
+    """What every broker offers (memory, postgresql, redis, none)."""
+
+    # Events reach other processes (workers, other web servers).
+    cross_process: bool
+    name: str
+
+    def publish(self, groups: tuple[str, ...], payload: dict[str, Any]) -> None: ...
+
+    def listen(self, wait: float | None = None) -> bool: ...
+
+    def flush(self, timeout: float | None = None) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+_broker: Broker | None = None
 _config: "Config | None" = None
 _lock = threading.Lock()
 
@@ -120,7 +139,7 @@ class _NoBroker:
     cross_process = False
     name = "none"
 
-    def publish(self, groups, payload) -> None:
+    def publish(self, groups: tuple[str, ...], payload: dict[str, Any]) -> None:
         pass
 
     def listen(self, wait: float | None = None) -> bool:
@@ -139,10 +158,11 @@ def _database_alias(conf: Config) -> str:
     from django.conf import settings
 
     options = (getattr(settings, "TASKS", {}).get("default") or {}).get("OPTIONS") or {}
-    return options.get("DATABASE", "default")
+    # Subscribers LISTEN: behind a transaction pooler that needs the direct alias (loom.pooler).
+    return str(options.get("LISTEN_DATABASE") or options.get("DATABASE", "default"))
 
 
-def _build(conf: Config):
+def _build(conf: Config) -> Broker:
     backend = conf.backend
     if backend == "auto":
         from django.db import connections
@@ -165,7 +185,7 @@ def _build(conf: Config):
     return _NoBroker()
 
 
-def get_broker():
+def get_broker() -> Broker:
     """The broker of this process, built from ``LOOM_EVENTS`` on first use."""
     global _broker
     if _broker is None:
@@ -182,6 +202,9 @@ def reset() -> None:
         broker, _broker, _config = _broker, None, None
     if broker is not None:
         broker.close()
+    from loom.events import channels
+
+    channels.reset()
 
 
 def _check_group(group: str) -> str:
@@ -197,16 +220,17 @@ def publish(groups: tuple[str, ...] | list[str], payload: dict[str, Any]) -> Non
     """Send one event to several groups at once; subscribers of more than one get it once."""
     if not isinstance(payload, dict):
         raise TypeError(f"An event payload must be a dict, got {type(payload).__name__}.")
-    get_broker().publish(tuple(_check_group(g) for g in groups), payload)
+    checked = tuple(_check_group(g) for g in groups)
+    get_broker().publish(checked, payload)
+    if config().channels_bridge:
+        from loom.events.channels import get_bridge
+
+        get_bridge().forward(checked, payload)
 
 
 def send(group: str, payload: dict[str, Any]) -> None:
     """Broadcast ``payload`` to the subscribers of ``group`` in every process the broker reaches."""
     publish((group,), payload)
-    if config().channels_bridge:
-        from loom.events.channels import forward
-
-        forward(group, payload)
 
 
 def subscribe(*groups: str, maxsize: int = DEFAULT_MAXSIZE) -> Subscription:
@@ -224,7 +248,7 @@ def asubscribe(*groups: str, maxsize: int = DEFAULT_MAXSIZE) -> Subscription:
     return subscription
 
 
-def _on_setting_changed(setting: str, **kwargs) -> None:
+def _on_setting_changed(setting: str, **kwargs: Any) -> None:
     if setting == SETTING:
         reset()
 

@@ -64,7 +64,7 @@ class Subscription:
         self._wake_loop()
 
     def _wake_loop(self) -> None:
-        if self._loop is None:
+        if self._loop is None or self._ready is None:
             return
         try:
             self._loop.call_soon_threadsafe(self._ready.set)
@@ -115,7 +115,7 @@ class Subscription:
     def __enter__(self) -> "Subscription":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

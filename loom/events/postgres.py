@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from loom.events.hub import Hub
 from loom.events.listener import Listener
@@ -25,7 +26,7 @@ from loom.events.wire import encode
 MAX_PAYLOAD = 7999
 
 
-def _open(alias: str):
+def _open(alias: str) -> BaseDatabaseWrapper:
     """A private autocommit psycopg connection with the alias's settings."""
     wrapper = connections.create_connection(alias)
     wrapper.ensure_connection()
@@ -40,13 +41,14 @@ class _PostgresListener(Listener):
         super().__init__(hub)
         self.alias = alias
         self.channel = channel
-        self._wrapper = None
+        self._wrapper: BaseDatabaseWrapper | None = None
 
     def connect(self) -> None:
         self._wrapper = _open(self.alias)
         self._wrapper.connection.execute(f'LISTEN "{self.channel}"')
 
     def receive(self, timeout: float) -> list[str]:
+        assert self._wrapper is not None, "connect() first"
         return [note.payload for note in self._wrapper.connection.notifies(timeout=timeout, stop_after=256)]
 
     def disconnect(self) -> None:
@@ -70,7 +72,7 @@ class PostgresBroker(NetworkBroker):
         self.channel = channel
         self.listener = _PostgresListener(hub, alias, channel)
         self.outbox = Outbox(self.name, self._send, self._reset)
-        self._wrapper = None
+        self._wrapper: BaseDatabaseWrapper | None = None
 
     def publish(self, groups: tuple[str, ...], payload: dict[str, Any]) -> None:
         data = encode(groups, payload)

@@ -10,15 +10,19 @@ Configure with ``LOOM_EVENTS = {"BACKEND": "redis", "URL": "redis://127.0.0.1:63
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loom.events.hub import Hub
 from loom.events.listener import Listener
 from loom.events.outbox import NetworkBroker, Outbox
 from loom.events.wire import encode
 
+if TYPE_CHECKING:
+    import redis
+    from redis.client import PubSub
 
-def _client(url: str):
+
+def _client(url: str) -> redis.Redis:
     try:
         import redis
     except ImportError:
@@ -36,16 +40,17 @@ class _RedisListener(Listener):
         super().__init__(hub)
         self.url = url
         self.channel = channel
-        self._pubsub = None
+        self._pubsub: PubSub | None = None
 
     def connect(self) -> None:
-        self._pubsub = _client(self.url).pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(self.channel)
+        pubsub = self._pubsub = _client(self.url).pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.channel)
         # Wait for the server to confirm, so "connected" means events are being received.
-        while self._pubsub.get_message(timeout=1.0) is not None or not self._pubsub.subscribed:
+        while pubsub.get_message(timeout=1.0) is not None or not pubsub.subscribed:
             pass
 
     def receive(self, timeout: float) -> list[str]:
+        assert self._pubsub is not None, "connect() first"
         found = []
         message = self._pubsub.get_message(timeout=timeout)
         while message is not None:
@@ -71,7 +76,7 @@ class RedisBroker(NetworkBroker):
         self.channel = channel
         self.listener = _RedisListener(hub, url, channel)
         self.outbox = Outbox(self.name, self._send, self._reset)
-        self._client = None
+        self._client: redis.Redis | None = None
 
     def publish(self, groups: tuple[str, ...], payload: dict[str, Any]) -> None:
         self.outbox.put(encode(groups, payload))

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.dispatch import receiver
-from django.tasks import TaskResult, TaskResultStatus
-from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
+
+from loom.compat import AnyTaskResult, TaskResultStatus, task_enqueued, task_finished, task_started
 
 logger = logging.getLogger("loom.events")
 
@@ -48,29 +48,29 @@ def publish_task_event(kind: str, *, task_id: Any, task_path: str, queue_name: s
         logger.exception("loom events: could not publish %s for task %s", kind, task_id)
 
 
-def _from_result(kind: str, result: TaskResult, status: str | None = None) -> None:
+def _from_result(kind: str, result: AnyTaskResult, status: str | None = None) -> None:
     publish_task_event(kind, task_id=result.id, task_path=result.task.module_path,
                        queue_name=result.task.queue_name, status=status or result.status)
 
 
 @receiver(task_enqueued, dispatch_uid="loom.events.enqueued")
-def _on_enqueued(sender, task_result: TaskResult, **kwargs) -> None:
+def _on_enqueued(sender: type, task_result: AnyTaskResult, **kwargs: Any) -> None:
     _from_result("enqueued", task_result)
 
 
 @receiver(task_started, dispatch_uid="loom.events.started")
-def _on_started(sender, task_result: TaskResult, **kwargs) -> None:
+def _on_started(sender: type, task_result: AnyTaskResult, **kwargs: Any) -> None:
     _from_result("started", task_result)
 
 
 @receiver(task_finished, dispatch_uid="loom.events.finished")
-def _on_finished(sender, task_result: TaskResult, **kwargs) -> None:
+def _on_finished(sender: type, task_result: AnyTaskResult, **kwargs: Any) -> None:
     kind = FINAL_TYPES.get(task_result.status)
     if kind is not None:
         _from_result(kind, task_result)
 
 
-def publish_cancelled(records: Iterable) -> None:
+def publish_cancelled(records: Iterable[Any]) -> None:
     """Announce rows that were just cancelled (an operator cancel of READY tasks, or a worker)."""
     for record in records:
         publish_task_event("cancelled", task_id=record.id, task_path=record.task_path,

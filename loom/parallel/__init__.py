@@ -69,7 +69,7 @@ def map(
 
 
 def gather(
-    *calls: Callable[[], Any] | tuple,
+    *calls: Callable[[], Any] | tuple[Any, ...],
     max_workers: int | None = None,
     timeout: float | None = None,
     return_exceptions: bool = False,
@@ -114,7 +114,7 @@ async def amap(
 
 
 async def agather(
-    *calls: Callable[[], Any] | Awaitable[Any] | tuple,
+    *calls: Callable[[], Any] | Awaitable[Any] | tuple[Any, ...],
     max_workers: int | None = None,
     timeout: float | None = None,
     return_exceptions: bool = False,

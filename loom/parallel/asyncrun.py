@@ -40,7 +40,7 @@ class AsyncRun(Run):
         self.limit = limit
         self.use_pool = use_pool
         self._started = [False] * len(calls)
-        self._futures: dict[int, Future] = {}
+        self._futures: dict[int, Future[Any]] = {}
 
     async def avalues(self) -> list[Any]:
         if not self.calls:
@@ -65,7 +65,8 @@ class AsyncRun(Run):
                     if task.cancelled():
                         if self.error is not None:
                             continue  # cancelled by _stop
-                        exc = asyncio.CancelledError(f"{self.calls[tasks[task]].describe()} was cancelled")
+                        exc: BaseException | None = asyncio.CancelledError(
+                            f"{self.calls[tasks[task]].describe()} was cancelled")
                     else:
                         exc = task.exception()
                     if not self.take(tasks[task], None if exc is not None else task.result(), exc):
@@ -84,6 +85,7 @@ class AsyncRun(Run):
             self._started[position] = True
             if call.awaitable is not None:
                 return await call.awaitable
+            assert call.fn is not None  # only agather's awaitables come without one
             if call.is_async:
                 return await call.fn(*call.args, **(call.kwargs or {}))
             if not self.use_pool:
@@ -108,7 +110,7 @@ class AsyncRun(Run):
             return "running" if future.running() else "not started"
         return "running" if self._started[position] else "not started"
 
-    def _stop(self, pending: set[asyncio.Future], tasks: dict[asyncio.Future, int]) -> None:
+    def _stop(self, pending: set[asyncio.Task[Any]], tasks: dict[asyncio.Task[Any], int]) -> None:
         for task in pending:
             future = self._futures.get(tasks[task])
             if future is None:
@@ -116,7 +118,7 @@ class AsyncRun(Run):
             else:
                 future.cancel()  # succeeds only if no thread has started it; then the task ends too
 
-    async def _cancel(self, pending: set[asyncio.Future]) -> None:
+    async def _cancel(self, pending: set[asyncio.Task[Any]]) -> None:
         for task in pending:
             task.cancel()
         if pending:

@@ -23,7 +23,7 @@ _repr = reprlib.Repr(maxstring=40, maxother=40, maxlevel=2, maxlist=4, maxdict=4
 @dataclass(frozen=True, slots=True)
 class Call:
     fn: Callable[..., Any] | None
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] | None = None
     # For agather only: an awaitable passed as is (fn is None then).
     awaitable: Awaitable[Any] | None = None
@@ -72,7 +72,7 @@ def _one_call(spec: Any, position: int, label: str, awaitables: bool) -> Call:
     if callable(spec):
         return Call(spec, is_async=inspect.iscoroutinefunction(spec))
     if isinstance(spec, tuple) and 1 <= len(spec) <= 3 and callable(spec[0]):
-        fn, args, kwargs = (*spec, *((), None)[len(spec) - 1:])
+        fn, args, kwargs = (*spec, *((), None)[len(spec) - 1:])  # type: ignore[misc]  # 1 to 3 items
         if not isinstance(args, (tuple, list)):
             raise TypeError(
                 f"{label}() call {position}: arguments must be a tuple or list, got {args!r}; "

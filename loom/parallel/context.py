@@ -89,12 +89,12 @@ class RequestState:
 
 
 def run_call(context: contextvars.Context, state: RequestState, fn: Callable[..., Any],
-             args: tuple, kwargs: dict) -> Any:
+             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run one call in a pool thread (see the module docstring)."""
     return context.run(_run_in_context, state, fn, args, kwargs)
 
 
-def _run_in_context(state: RequestState, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+def _run_in_context(state: RequestState, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     _inside_pool.set(True)
     state.apply()
     return fn(*args, **kwargs)

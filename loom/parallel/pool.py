@@ -38,6 +38,10 @@ from django.db.backends.signals import connection_created
 DEFAULT_THREADS = 16
 
 
+# A queued call: its future, the function and its arguments.
+_Item = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
+
+
 class Pool:
     def __init__(self, size: int, name: str = "loom-parallel") -> None:
         if size < 1:
@@ -45,7 +49,7 @@ class Pool:
         self.size = size
         self.name = name
         self.threads: list[threading.Thread] = []
-        self._queue: queue.SimpleQueue[tuple[Future, Callable, tuple] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         # Released by a thread each time it finishes a call: a permit means an idle thread.
         self._idle = threading.Semaphore(0)
         self._start_lock = threading.Lock()
@@ -53,8 +57,8 @@ class Pool:
         # after each call. Without, a call that opened none has nothing to close: skip the check.
         self._persistent = any(db.get("CONN_MAX_AGE", 0) != 0 for db in settings.DATABASES.values())
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        future: Future = Future()
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
         self._queue.put((future, fn, args))
         if not self._idle.acquire(blocking=False):
             self._start_thread()
@@ -89,7 +93,7 @@ class Pool:
         finally:
             connections.close_all()
 
-    def _run(self, future: Future, fn: Callable[..., Any], args: tuple) -> None:
+    def _run(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         if self._persistent:
             close_old_connections()
         _opened.flag = False
@@ -139,7 +143,8 @@ def get_pool() -> Pool:
         with _pool_lock:
             pool = _pool
             if pool is None:
-                pool = _set_pool(Pool(pool_size()))
+                pool = Pool(pool_size())
+                _set_pool(pool)
     return pool
 
 

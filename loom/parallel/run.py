@@ -62,6 +62,7 @@ class Run:
         raise exc
 
     def expired(self, unfinished: list[tuple[int, str]], note: str = "") -> ParallelTimeout:
+        assert self.timeout is not None  # only a run with a timeout expires
         return ParallelTimeout(self.label, self.timeout, self.calls, unfinished, self.results, note)
 
     def remaining(self) -> float | None:
@@ -105,6 +106,7 @@ class SerialRun(Run):
             # A copy per call, as in the pool: context changes a call makes do not leak.
             context = contextvars.copy_context()
             try:
+                assert call.fn is not None  # only agather's awaitables come without one
                 value = context.run(call.fn, *call.args, **(call.kwargs or {}))
             except BaseException as exc:  # handed to the caller as from a thread, KeyboardInterrupt too
                 yield position, None, exc
@@ -123,7 +125,7 @@ class ThreadRun(Run):
         self._cond = threading.Condition(threading.Lock())
         self._next = 0
         self._stopped = False
-        self._futures: dict[int, Future] = {}
+        self._futures: dict[int, Future[Any]] = {}
         self._arrived: list[tuple[int, Any, BaseException | None] | None] = []  # None: cancelled
         self._consumed = 0
         self._wake = False
@@ -137,7 +139,7 @@ class ThreadRun(Run):
         if future is not None:
             self._watch(future)
 
-    def _submit_locked(self) -> Future | None:
+    def _submit_locked(self) -> Future[Any] | None:
         if self._stopped or self._next >= len(self.calls):
             return None
         position = self._next
@@ -146,16 +148,16 @@ class ThreadRun(Run):
         future = self._pool.submit(
             run_call, self._context.copy(), self._state, call.fn, call.args, call.kwargs or {}
         )
-        future.position = position  # read by _finished
+        future.position = position  # type: ignore[attr-defined]  # read by _finished
         self._futures[position] = future
         return future
 
-    def _watch(self, future: Future) -> None:
+    def _watch(self, future: Future[Any]) -> None:
         # Outside the lock: a future that already finished runs the callback right here.
         future.add_done_callback(self._finished)
 
-    def _finished(self, future: Future) -> None:
-        position = future.position
+    def _finished(self, future: Future[Any]) -> None:
+        position: int = future.position  # type: ignore[attr-defined]  # set by _submit_locked
         if future.cancelled():
             outcome = None
         else:

@@ -28,7 +28,7 @@ from loom.store.rows import rows_as_dicts
 
 # NewTask fields in the order Store._copy writes them (all are TaskRecord columns of the same name).
 NEW_TASK_FIELDS = ("id", "task_path", "backend", "queue_name", "priority", "args", "kwargs", "run_after",
-                   "available_at", "enqueued_at", "max_attempts", "timeout", "hard_timeout")
+                   "available_at", "enqueued_at", "max_attempts", "timeout", "hard_timeout", "trace_context")
 
 SQL_DIR = Path(__file__).with_name("sql")
 VENDOR_DIRS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
@@ -157,7 +157,7 @@ class Store(OperatorActions):
                     copy.write_row((t.id, t.task_path, t.backend, t.queue_name, t.priority,
                                     dumps(t.args), dumps(t.kwargs), t.run_after, t.available_at,
                                     t.enqueued_at, t.max_attempts, t.timeout, t.hard_timeout,
-                                    "READY", 0, "[]", "[]", False, ""))
+                                    t.trace_context and dumps(t.trace_context), "READY", 0, "[]", "[]", False, ""))
 
     def claim(
         self,

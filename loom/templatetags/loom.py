@@ -18,12 +18,12 @@ from datetime import datetime
 from typing import Any
 
 from django import template
-from django.tasks import TaskResult
 from django.templatetags.static import static
 from django.utils import timezone
 from django.utils.html import format_html
 
 from loom import sse
+from loom.compat import TaskResult
 
 register = template.Library()
 

@@ -31,14 +31,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from django.db import DatabaseError, InterfaceError, connections
-from django.tasks import task_backends
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from loom import notifier as notifiers
+from loom.compat import task_backends
 from loom.exceptions import WorkerLost
 from loom.executors.asyncio import AsyncExecutor
 from loom.executors.threads import ThreadExecutor
+from loom.pooler import notifier_for
 from loom.worker.completer import Completer
 from loom.worker.fetcher import Fetcher
 from loom.worker.heartbeat import Heartbeat
@@ -134,7 +134,7 @@ class Worker:
         self.inflight = InFlight(executor=self.executor, loop=self.loop, async_limit=async_limit,
                                  batch_size=self.config.batch_size, prefetch=prefetch,
                                  hand_off=self.completer.put, on_done=self._task_done)
-        self.notifier = notifiers.for_store(self.store, self._notified, self.queues)
+        self.notifier = notifier_for(self.store, self._notified, self.queues, self.config)
         self.fetcher = Fetcher(self.store, self.id, self.queues, self.config, self.inflight, clock,
                                notified=self.notifier is not None, burst=burst)
         self.heartbeat = Heartbeat(self.store, self.id, self.config.lease_seconds, clock, self.inflight.held_ids,

@@ -8,7 +8,8 @@ in, gates they wait on) lives in module globals because ThreadBackend runs in th
 import threading
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.tasks import task
+
+from loom.compat import task
 
 # Keys recorded by record_order, in the order the tasks ran.
 ORDER: list[str] = []

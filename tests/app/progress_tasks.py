@@ -3,9 +3,8 @@
 import asyncio
 import threading
 
-from django.tasks import task
-
 from loom import events, progress  # noqa: F401  (connects their signal receivers in workers)
+from loom.compat import task
 
 # Set by a test to let ``wait_then_count`` go on; lets a test act while a task is RUNNING.
 gates: dict[str, threading.Event] = {}

@@ -4,7 +4,7 @@ import asyncio
 import os
 import time
 
-from django.tasks import task
+from loom.compat import task
 
 
 @task

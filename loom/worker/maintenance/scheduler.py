@@ -16,9 +16,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from croniter import croniter
-from django.tasks import Task
 from django.utils.module_loading import import_string
 
+from loom.compat import Task
 from loom.store import Store
 
 logger = logging.getLogger("loom.worker")
