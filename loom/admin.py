@@ -114,7 +114,7 @@ class TaskRecordAdmin(ReadOnlyAdmin):
         # Django wraps this view in one transaction that reads, then writes (its log entry, then
         # the row). On SQLite with default settings such a transaction fails at once with
         # "database is locked" while a worker writes; each write here is one statement instead.
-        return self._delete_view(request, object_id, extra_context)
+        return self._delete_view(request, object_id, extra_context)  # type: ignore[attr-defined]
 
     def delete_model(self, request: HttpRequest, obj: TaskRecord) -> None:
         _perform(TaskRecord.objects.using(obj._state.db).filter(pk=obj.pk), "delete")

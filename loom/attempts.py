@@ -93,6 +93,7 @@ def current_progress(record: TaskRecord):
 def _time(value) -> dt.datetime | None:
     """An entry's time: ISO 8601 text; naive text (SQLite's own datetime text) is UTC, as Django
     stores it there."""
+    parsed: dt.datetime | None
     if isinstance(value, dt.datetime):
         parsed = value
     elif isinstance(value, str) and value:

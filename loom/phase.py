@@ -76,7 +76,8 @@ def phase_of(record: TaskRecord, now: dt.datetime | None = None) -> Phase:
             return Phase("Scheduled", "scheduled", f"Runs at {_clock(record.available_at)}.", False)
         why = " after a lost worker" if lost else ""
         if due:
-            return Phase("Queued to retry", "ready", f"{_of(n + 1, record).capitalize()} waits for a worker{why}.", False)
+            return Phase("Queued to retry", "ready",
+                         f"{_of(n + 1, record).capitalize()} waits for a worker{why}.", False)
         return Phase("Waiting to retry", "waiting",
                      f"{_of(n + 1, record).capitalize()} starts at {_clock(record.available_at)}{why}.", False)
     if status == Status.RUNNING:

@@ -39,7 +39,8 @@ def pick_backend(alias: str | None):
     if not found:
         from django.core.exceptions import ImproperlyConfigured
 
-        raise ImproperlyConfigured("No TASKS backend uses loom.backends.DatabaseBackend; the dashboard has nothing to show.")
+        raise ImproperlyConfigured("No TASKS backend uses loom.backends.DatabaseBackend; "
+                                   "the dashboard has nothing to show.")
     return found.get(alias or "") or found.get("default") or next(iter(found.values()))
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from loom.compat import Task, TaskError, TaskResult, TaskResultStatus
+from loom.compat import AnyTask, AnyTaskResult, TaskError, TaskResultStatus, TaskResult
 
 
 def task_errors(entries: Iterable[Any]) -> list[TaskError]:
@@ -24,13 +24,13 @@ def task_errors(entries: Iterable[Any]) -> list[TaskError]:
             for e in entries]
 
 
-def build(task: Task, *, id: str, status: str, enqueued_at: datetime | None, args: list, kwargs: dict,
+def build(task: AnyTask, *, id: str, status: str, enqueued_at: datetime | None, args: list, kwargs: dict,
           backend: str, started_at: datetime | None = None, finished_at: datetime | None = None,
           last_attempted_at: datetime | None = None, errors: Iterable[Any] = (),
-          worker_ids: Iterable[str] = (), return_value: Any = None) -> TaskResult:
+          worker_ids: Iterable[str] = (), return_value: Any = None) -> AnyTaskResult:
     """A new TaskResult; ``return_value`` is kept only for a SUCCESSFUL one, as Django does."""
     status = TaskResultStatus.FAILED if status == "CANCELLED" else TaskResultStatus(status)
-    result = TaskResult(
+    result: AnyTaskResult = TaskResult(
         task=task, id=id, status=status, enqueued_at=enqueued_at, started_at=started_at,
         finished_at=finished_at, last_attempted_at=last_attempted_at, args=args, kwargs=kwargs,
         backend=backend, errors=task_errors(errors), worker_ids=list(worker_ids),
@@ -40,9 +40,9 @@ def build(task: Task, *, id: str, status: str, enqueued_at: datetime | None, arg
     return result
 
 
-def with_value(result: TaskResult, **changes: Any) -> TaskResult:
+def with_value(result: AnyTaskResult, **changes: Any) -> AnyTaskResult:
     """A new result from ``result`` with ``changes`` (and the same return value unless given)."""
-    value = changes.pop("return_value", result._return_value)
+    value = changes.pop("return_value", getattr(result, "_return_value", None))
     changes.setdefault("errors", list(result.errors))
     changes.setdefault("worker_ids", list(result.worker_ids))
     new = replace(result, **changes)
@@ -50,7 +50,7 @@ def with_value(result: TaskResult, **changes: Any) -> TaskResult:
     return new
 
 
-def from_record(task: Task, record) -> TaskResult:
+def from_record(task: AnyTask, record: Any) -> AnyTaskResult:
     """What ``get_result`` returns for a row (a CANCELLED row reads as FAILED: see docs/backend.md)."""
     return build(task, id=str(record.id), status=record.status, enqueued_at=record.enqueued_at,
                  started_at=record.started_at, finished_at=record.finished_at,
@@ -59,9 +59,9 @@ def from_record(task: Task, record) -> TaskResult:
                  return_value=record.return_value)
 
 
-def from_claimed(task: Task, claimed, *, status: str = TaskResultStatus.RUNNING,
+def from_claimed(task: AnyTask, claimed: Any, *, status: str = TaskResultStatus.RUNNING,
                  finished_at: datetime | None = None, errors: Iterable[Any] | None = None,
-                 return_value: Any = None) -> TaskResult:
+                 return_value: Any = None) -> AnyTaskResult:
     """The result a running task sees (and its signals carry), at the start or end of a run."""
     return build(task, id=claimed.id, status=status, enqueued_at=claimed.enqueued_at,
                  started_at=claimed.started_at, finished_at=finished_at,

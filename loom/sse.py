@@ -163,8 +163,9 @@ class TaskStream:
         if "label" in payload:
             return payload
         status = str(payload.get("status") or "")
-        same = self._state is not None and self._state[0] == status
-        return dict(payload, label=self._state[1] if same else status.capitalize())
+        state = self._state
+        label = state[1] if state is not None and state[0] == status else status.capitalize()
+        return dict(payload, label=label)
 
     def _frame(self, payload: dict[str, Any]) -> list[bytes]:
         self.sent += 1

@@ -41,7 +41,8 @@ def main(seconds: float) -> dict:
             if response.status_code != 302:
                 errors.append(f"dashboard cancel answered {response.status_code}")
             call_command("loom", "retry", *ids[:3], stdout=io.StringIO())
-            response = client.post("/admin/loom/taskrecord/", {"action": "delete_selected", "_selected_action": ids[3:5]})
+            response = client.post("/admin/loom/taskrecord/",
+                                   {"action": "delete_selected", "_selected_action": ids[3:5]})
             if response.status_code != 302:
                 errors.append(f"admin delete action answered {response.status_code}")
             response = client.post(f"/admin/loom/taskrecord/{ids[5]}/delete/", {"post": "yes"})

@@ -47,5 +47,6 @@ TEMPLATES = [
 ]
 STATIC_URL = "static/"
 # Exactly what startproject writes, with the file moved where the test wants it.
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ.get("LOOM_PLAIN_DB", "plain.sqlite3")}}
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                         "NAME": os.environ.get("LOOM_PLAIN_DB", "plain.sqlite3")}}
 TASKS = {"default": {"BACKEND": "loom.backends.DatabaseBackend", "QUEUES": ["default", "reports", "other"]}}

@@ -149,7 +149,8 @@ def test_a_lock_held_past_the_busy_timeout_is_retried_with_backoff_and_bounded(b
 @pytest.mark.skipif(DB != "sqlite", reason="startproject's database is SQLite; this run is on " + DB)
 def test_operator_actions_on_startproject_sqlite_while_a_worker_writes(tmp_path, start_worker):
     """Dashboard, CLI and admin actions in a loop on default settings, a real worker draining tasks."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.plain_settings", "LOOM_PLAIN_DB": str(tmp_path / "db.sqlite3"),
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.plain_settings",
+           "LOOM_PLAIN_DB": str(tmp_path / "db.sqlite3"),
            "PYTHONPATH": str(ROOT)}
 
     def django(*args: str) -> str:
@@ -160,7 +161,8 @@ def test_operator_actions_on_startproject_sqlite_while_a_worker_writes(tmp_path,
     django("-m", "django", "migrate", "-v", "0")
     django("-m", "django", "shell", "-c", "from loom.compat import task_backends; from tests.app import tasks; "
            "task_backends['default'].enqueue_many(tasks.noop, [((), {})] * 30000)")
-    worker = start_worker("--processes", "0", "--threads", "4", env={k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "LOOM_PLAIN_DB")})
+    worker = start_worker("--processes", "0", "--threads", "4",
+                          env={k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "LOOM_PLAIN_DB")})
     worker.wait_started()
     report = json.loads(django("-m", "tests.operator_load", "6").splitlines()[-1])
     assert worker.proc.poll() is None, "the worker stopped early: " + "".join(worker.output)

@@ -71,7 +71,8 @@ def test_actions_retry_cancel_and_safe_delete(boss, failed):
     running = tasks.add.enqueue(1, 2)
     TaskRecord.objects.filter(pk=running.id).update(status="RUNNING", claimed_by="w")
     response = act(boss, "delete_selected", [failed.id, running.id])
-    assert "1 of 2 tasks deleted" in response.content.decode() and "is RUNNING, cannot delete" in response.content.decode()
+    page = response.content.decode()
+    assert "1 of 2 tasks deleted" in page and "is RUNNING, cannot delete" in page
     assert not TaskRecord.objects.filter(pk=failed.id).exists()
     assert TaskRecord.objects.filter(pk=running.id).exists()
     assert boss.get(f"{CHANGELIST}{running.id}/delete/").status_code == 403

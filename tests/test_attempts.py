@@ -24,7 +24,8 @@ def at(seconds: float) -> dt.datetime:
 def entry(cls: str, message: str, attempt: int | None = None, worker: str | None = None,
           start: float | None = None, end: float | None = None, keys: bool = True) -> dict:
     error = {"exception_class_path": cls,
-             "traceback": f"Traceback (most recent call last):\n  File \"x.py\", line 1\n{cls.removeprefix('builtins.')}: {message}\n"}
+             "traceback": "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+                          f"{cls.removeprefix('builtins.')}: {message}\n"}
     if keys:
         error.update(attempt=attempt, worker_id=worker, started_at=at(start).isoformat() if start is not None else None,
                      finished_at=at(end).isoformat() if end is not None else None)
@@ -53,7 +54,8 @@ def test_a_task_that_succeeded_on_its_third_attempt():
 def test_running_stopping_and_waiting_attempts_come_from_the_row():
     running = row(status="RUNNING", attempts=2, last_attempted_at=at(10), claimed_by="w9", worker_ids=["w1", "w9"],
                   errors=[entry("builtins.ValueError", "bad", 1, "w1", 0, 1)])
-    assert [(a.number, a.outcome, a.worker_id, a.started_at) for a in history(running)][-1] == (2, "Running", "w9", at(10))
+    last = [(a.number, a.outcome, a.worker_id, a.started_at) for a in history(running)][-1]
+    assert last == (2, "Running", "w9", at(10))
     running.cancel_requested = True
     assert history(running)[-1].outcome == "Stopping" and not history(running)[-1].ended
     waiting = row(status="READY", attempts=1, available_at=at(3), worker_ids=["w1"],
@@ -78,7 +80,8 @@ def test_a_cancel_before_a_run_is_not_an_attempt():
     never.status, never.attempts, never.last_attempted_at, never.worker_ids = "RUNNING", 1, at(2), ["w1"]
     assert [(a.number, a.outcome) for a in history(never)] == [(None, "Cancelled"), (1, "Running")]
     keyed = row(status="CANCELLED", attempts=1, errors=[
-        entry("builtins.ValueError", "x", 1, "w1", 0, 1), entry("loom.exceptions.TaskCancelled", "by an operator", None)])
+        entry("builtins.ValueError", "x", 1, "w1", 0, 1),
+        entry("loom.exceptions.TaskCancelled", "by an operator", None)])
     assert [(a.number, a.outcome) for a in history(keyed)] == [(1, "Failed"), (None, "Cancelled")]
 
 

@@ -132,8 +132,9 @@ def chaos(start_worker, *, alias="default", backend=None, env=None, server=None,
                f"failed={statuses['FAILED']} stuck={remaining} never_ran={never_ran} ran_twice={len(twice)} "
                f"extra_runs={sum(n - 1 for n in twice.values())} "
                f"lost_attempts={sum(lost_attempts.values())} {dict(counts)} seconds={elapsed:.0f}")
-    failed = [(args, [(e["exception_class_path"], e.get("attempt"), (e["traceback"].strip().splitlines() or [""])[-1][:120])
-                      for e in errors]) for args, status, errors in rows if status == "FAILED"][:3]
+    failed = [(args, [(e["exception_class_path"], e.get("attempt"),
+                       (e["traceback"].strip().splitlines() or [""])[-1][:120]) for e in errors])
+              for args, status, errors in rows if status == "FAILED"][:3]
     if failed:
         summary += f" first failed: {failed}"
     if capsys is not None:

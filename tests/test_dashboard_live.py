@@ -15,7 +15,8 @@ from loom.models import TaskRecord
 from loom.testing import run_tasks
 from tests.app import tasks
 
-urlpatterns = [path("loom/", include("loom.urls")), path("admin/", __import__("django.contrib.admin").contrib.admin.site.urls)]
+urlpatterns = [path("loom/", include("loom.urls")),
+               path("admin/", __import__("django.contrib.admin").contrib.admin.site.urls)]
 pytestmark = [pytest.mark.usefixtures("memory_events"), pytest.mark.urls(__name__), pytest.mark.django_db]
 
 
@@ -66,7 +67,8 @@ def test_each_page_has_a_region(boss):
     failed = tasks.fail.enqueue()
     run_tasks()
     for url, words in [("/loom/", "Throughput"), ("/loom/workers/", "No worker has registered"),
-                       (f"/loom/tasks/{failed.id}/", "ValueError: boom"), ("/loom/schedules/", "No periodic schedules")]:
+                       (f"/loom/tasks/{failed.id}/", "ValueError: boom"),
+                       ("/loom/schedules/", "No periodic schedules")]:
         assert words in parse(region(boss, url).frames()[0])[2]["html"], url
 
 

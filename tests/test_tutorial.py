@@ -41,7 +41,8 @@ import pytest
 from tests.browser.conftest import Output, free_port
 from tests.conftest import DB, ROOT, wait_until
 
-pytestmark = pytest.mark.skipif(DB != "sqlite", reason="the tutorial's project is SQLite: it runs once, in the sqlite run")
+pytestmark = pytest.mark.skipif(DB != "sqlite",
+                                reason="the tutorial's project is SQLite: it runs once, in the sqlite run")
 
 TUTORIAL = ROOT / "docs" / "tutorial.md"
 # Longest a command, a rerun of `loom status`, or a server start may take.
@@ -185,7 +186,8 @@ def open_dashboard(reader: Reader) -> None:
     assert "Throughput" in overview and "Workers alive" in overview
     tasks = browser.open(f"{base}/loom/tasks/").read().decode()
     assert "shop.tasks.fetch_rate" in tasks and "ZeroDivisionError: division by zero" in tasks
-    rate = re.search(r'href="(/loom/tasks/[0-9a-f-]+/)" class="ld-task-link"><span class="ld-mono">shop.tasks.fetch_rate', tasks)[1]
+    link = r'href="(/loom/tasks/[0-9a-f-]+/)" class="ld-task-link"><span class="ld-mono">shop.tasks.fetch_rate'
+    rate = re.search(link, tasks)[1]
     page = browser.open(base + rate).read().decode()
     assert "ConnectionError: the rates service timed out (attempt 1)" in page and ">Successful<" in page
 

@@ -46,10 +46,11 @@ from django.utils import timezone
 from loom import codec, execution, results
 from loom.backends.database import DatabaseBackend
 from loom.compat import (
+    AnyTask,
     BaseTaskBackend,
     InvalidTask,
     Task,
-    TaskResult,
+    AnyTaskResult,
     TaskResultDoesNotExist,
     TaskResultStatus,
     task_enqueued,
@@ -123,7 +124,7 @@ class ThreadBackend(BaseTaskBackend):
         # Django builds one backend instance per thread; the pool and results are per process.
         return _runtime(self.alias, self.config, type(self))
 
-    def validate_task(self, task: Task) -> None:
+    def validate_task(self, task: AnyTask) -> None:
         if not isinstance(task, Task):
             raise InvalidTask(f"{task!r} is not a django.tasks.Task; decorate the function with @task.")
         super().validate_task(task)
@@ -134,7 +135,7 @@ class ThreadBackend(BaseTaskBackend):
         if getattr(task, "timeout", None) is not None:
             raise InvalidTask("ThreadBackend cannot stop a running thread, so it refuses a task timeout.")
 
-    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+    def enqueue(self, task: AnyTask, args: Any, kwargs: Any) -> AnyTaskResult:  # type: ignore[override]
         self.validate_task(task)
         args, kwargs = DatabaseBackend._encode_arguments(args, kwargs)
         result = results.build(task, id=str(uuid.uuid4()), status=TaskResultStatus.READY,
@@ -155,7 +156,7 @@ class ThreadBackend(BaseTaskBackend):
             release()  # autocommit: as on_commit would, without opening a connection to ask
         return _copy(result)
 
-    def get_result(self, result_id: str) -> TaskResult:
+    def get_result(self, result_id: str) -> AnyTaskResult:
         return self.runtime.get(result_id)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -178,7 +179,7 @@ class ThreadBackend(BaseTaskBackend):
         )]
 
 
-def _copy(result: TaskResult) -> TaskResult:
+def _copy(result: AnyTaskResult) -> AnyTaskResult:
     """A result the caller may change without changing the stored one (Django mutates in place)."""
     return results.with_value(result)
 
@@ -198,12 +199,12 @@ class Runtime:
         self._lock = threading.Lock()
         self._exiting = False
         self._exit_registered = False
-        self._results: dict[str, TaskResult] = {}
+        self._results: dict[str, AnyTaskResult] = {}
         self._expiry: OrderedDict[str, float] = OrderedDict()  # finished ids, oldest first
 
     # -- results ---------------------------------------------------------------------------
 
-    def store(self, result: TaskResult) -> None:
+    def store(self, result: AnyTaskResult) -> None:
         with self._lock:
             self._results[result.id] = result
             if result.is_finished:
@@ -211,7 +212,7 @@ class Runtime:
                 self._expiry.move_to_end(result.id)
             self._prune()
 
-    def get(self, result_id: str) -> TaskResult:
+    def get(self, result_id: str) -> AnyTaskResult:
         with self._lock:
             self._prune()
             result = self._results.get(result_id)
@@ -230,7 +231,7 @@ class Runtime:
 
     # -- running ---------------------------------------------------------------------------
 
-    def submit(self, result: TaskResult) -> None:
+    def submit(self, result: AnyTaskResult) -> None:
         with self._lock:
             if self._exiting:
                 logger.warning("Task %s (%s) was released during interpreter exit and will not run.",
@@ -241,7 +242,7 @@ class Runtime:
                 _register_exit(self._drain)
         self.executor.submit(self._run, result, priority=result.task.priority)
 
-    def _run(self, queued: TaskResult) -> None:
+    def _run(self, queued: AnyTaskResult) -> None:
         now = timezone.now()
         running = results.with_value(queued, status=TaskResultStatus.RUNNING, started_at=now,
                                      last_attempted_at=now, worker_ids=[*queued.worker_ids, self.worker_id])
@@ -249,7 +250,7 @@ class Runtime:
         claimed = ClaimedTask(
             id=queued.id, task_path=queued.task.module_path, backend=self.alias,
             queue_name=queued.task.queue_name, priority=queued.task.priority, run_after=None,
-            args=running.args, kwargs=running.kwargs, available_at=now, enqueued_at=queued.enqueued_at,
+            args=running.args, kwargs=running.kwargs, available_at=now, enqueued_at=queued.enqueued_at or now,
             started_at=now, last_attempted_at=now, attempts=1, max_attempts=1, worker_ids=running.worker_ids,
         )
         try:

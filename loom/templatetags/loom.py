@@ -46,7 +46,8 @@ def loom_progress(result: TaskResult | str, label: str = "", backend: str = "def
     else:
         task_id = str(result)
     state = sse.snapshot(task_id, backend) or {"status": "UNKNOWN", "task": "", "task_id": task_id}
-    return progress_bar(state, label, sse.stream_url(task_id, backend=backend), sse.status_url(task_id, backend=backend))
+    return progress_bar(state, label, sse.stream_url(task_id, backend=backend),
+                        sse.status_url(task_id, backend=backend))
 
 
 def progress_bar(state: dict, label: str = "", events_url: str = "", status_url: str = "") -> dict:

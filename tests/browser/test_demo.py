@@ -8,7 +8,8 @@ import re
 from tests.browser.flows import start_demo_task
 
 RECORD_UPDATES = """() => { window.__loom = [];
-  document.addEventListener('loom:update', e => window.__loom.push([e.detail.status, e.detail.percent, e.detail.label])); }"""
+  document.addEventListener('loom:update',
+    e => window.__loom.push([e.detail.status, e.detail.percent, e.detail.label])); }"""
 
 
 def test_report_progress_bar_reaches_100_percent(page, demo_site, shot):
