@@ -212,7 +212,10 @@ class PrivateDatabase:
                                        "TEST": {**base.get("TEST", {}), "NAME": self.name}}
         from django.core.management import call_command
 
-        call_command("migrate", database=alias, verbosity=0)
+        try:
+            call_command("migrate", database=alias, verbosity=0)
+        except Exception as exc:
+            raise RuntimeError(f"migrating the private server failed ({exc}); its log:\n{server.log_tail()}") from exc
         from django.conf import settings
 
         default = settings.TASKS["default"]

@@ -111,6 +111,12 @@ class PrivatePostgres:
         return self._run("psql", "-h", self.host, "-p", str(self.port), "-U", "postgres", "-d", database,
                          "-Atc", sql).stdout
 
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join((self.dir / "log").read_text().splitlines()[-lines:])
+        except OSError:
+            return "(no server log)"
+
     def stop(self) -> None:
         try:
             self._pg_ctl("stop")

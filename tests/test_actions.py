@@ -159,14 +159,15 @@ def test_operator_actions_on_startproject_sqlite_while_a_worker_writes(tmp_path,
         return done.stdout
 
     django("-m", "django", "migrate", "-v", "0")
+    # Tasks that write a row each (more writes than no-ops, and slow enough to outlast the actions).
     django("-m", "django", "shell", "-c", "from loom.compat import task_backends; from tests.app import tasks; "
-           "task_backends['default'].enqueue_many(tasks.noop, [((), {})] * 30000)")
+           "task_backends['default'].enqueue_many(tasks.chaos, [(('load', 0), {})] * 40000)")
     worker = start_worker("--processes", "0", "--threads", "4",
                           env={k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "LOOM_PLAIN_DB")})
     worker.wait_started()
     report = json.loads(django("-m", "tests.operator_load", "6").splitlines()[-1])
     assert worker.proc.poll() is None, "the worker stopped early: " + "".join(worker.output)
     left = django("-m", "django", "shell", "-c", "from loom.models import TaskRecord; "
-                  "print(TaskRecord.objects.filter(task_path='tests.app.tasks.noop', status='READY').count())")
+                  "print(TaskRecord.objects.filter(task_path='tests.app.tasks.chaos', status='READY').count())")
     assert int(left.split()[-1]) > 0, "the worker finished its load before the actions ended: the test proved nothing"
     assert report["rounds"] >= 10 and report["errors"] == [], report
