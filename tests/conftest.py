@@ -227,6 +227,7 @@ class PrivateDatabase:
         from django.db import connections
 
         connections[self.alias].close()
+        del connections[self.alias]  # this thread's connection object, which keeps the old port
         del connections.settings[self.alias]
 
 
