@@ -18,7 +18,9 @@ start-up, before any connection opens):
 
 Each worker service labels its thread's PostgreSQL connections (``application_name`` = "loom
 fetcher", ...), so ``pg_stat_activity`` shows which part of a worker holds which connection. The
-label is sent when the connection opens: no extra statement, and safe behind a pooler.
+label is sent when the connection opens: no extra statement, and safe behind a pooler. The
+services' connections write only loom's bookkeeping and do not wait for the disk at commit (see
+``labelled``): a database crash can undo their last writes, which runs a task again, never loses one.
 
 The web process keeps the user's settings; the system check ``loom.W003`` says what to set there.
 """
@@ -80,27 +82,38 @@ def _use_wal(alias: str, name, timeout: float) -> None:
         logger.warning("loom: SQLite database %r stays in journal mode %r (WAL refused)", alias, mode)
 
 
-def labelled(alias: str, role: str):
-    """A new connection object for ``alias`` that names itself "loom <role>" on PostgreSQL."""
+def labelled(alias: str, role: str, *, bookkeeping: bool = False):
+    """A new connection object for ``alias`` that names itself "loom <role>" on PostgreSQL.
+
+    ``bookkeeping``: the connection only writes loom's own state (claims, outcomes, leases), whose
+    loss in a database crash means a task runs again, never a lost task: it does not wait for its
+    commits to reach the disk (PostgreSQL ``synchronous_commit = off``, unless the alias goes
+    through a transaction pooler, where a session setting would leak; SQLite ``synchronous =
+    NORMAL``, durable in WAL mode against a crash of the process). Enqueues and the tasks' own
+    queries keep the user's settings."""
     wrapper = connections.create_connection(alias)
     settings = connections.settings[alias]
+    options = dict(settings.get("OPTIONS") or {})
     if "postgresql" in settings["ENGINE"]:
-        options = dict(settings.get("OPTIONS") or {})
         own = options.get("application_name")
         options["application_name"] = (f"{own} (loom {role})" if own else f"loom {role}")[:MAX_APPLICATION_NAME]
-        wrapper.settings_dict = {**settings, "OPTIONS": options}
+        if bookkeeping and not settings.get("DISABLE_SERVER_SIDE_CURSORS"):
+            options["options"] = f"{options.get('options', '')} -c synchronous_commit=off".strip()
+    elif bookkeeping and settings["ENGINE"].endswith("sqlite3"):
+        options["init_command"] = f"{options.get('init_command', '')};PRAGMA synchronous=NORMAL".strip(";")
+    else:
+        return wrapper
+    wrapper.settings_dict = {**settings, "OPTIONS": options}
     return wrapper
 
 
-def label_thread(role: str) -> None:
-    """Name this thread's PostgreSQL connections after the loom part that uses them."""
+def label_thread(role: str, *, bookkeeping: bool = False) -> None:
+    """Give this thread its own connection objects for loom's part ``role`` (see ``labelled``)."""
     for alias in connections:
-        if "postgresql" not in connections.settings[alias]["ENGINE"]:
-            continue
         current = getattr(connections._connections, alias, None)
         if current is not None and current.connection is not None:
             continue  # already connected under another name: leave it
-        connections[alias] = labelled(alias, role)
+        connections[alias] = labelled(alias, role, bookkeeping=bookkeeping)
 
 
 def close_broken() -> None:

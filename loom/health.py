@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -201,14 +201,38 @@ def serve_worker(command: Any, options: dict[str, Any], worker: Any) -> None:
     _announce(command, HealthServer(readiness, options["health_host"], options["health_port"]).start())
 
 
-def serve_supervisor(command: Any, options: dict[str, Any], backend: Any, child_args: list[str]) -> None:
-    """The supervisor serves the probes from its children's tick files (passed as --health-dir)."""
-    if options.get("health_port") is None:
-        return
-    folder = tempfile.mkdtemp(prefix="loom-health-")
-    import atexit
+class SupervisorProbes:
+    """The supervisor's endpoint, answered from its own loop (``handle_pending``), not a thread:
+    the supervisor forks its children and must hold no thread when it does. Children touch their
+    tick files in ``folder``."""
 
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    child_args += ["--health-dir", folder]
+    def __init__(self, readiness: Readiness, host: str, port: int, folder: str) -> None:
+        handler = type("Handler", (_Handler,), {"readiness": readiness})
+        self.server = HTTPServer((host, port), handler)
+        self.server.timeout = 0
+        self.host, self.port = host, self.server.server_address[1]
+        self.folder = folder
+
+    def fileno(self) -> int:
+        return self.server.fileno()
+
+    def handle_pending(self) -> None:
+        import select
+
+        while select.select([self.server], [], [], 0)[0]:
+            self.server.handle_request()
+
+    def close(self) -> None:
+        self.server.server_close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def serve_supervisor(command: Any, options: dict[str, Any], backend: Any) -> SupervisorProbes | None:
+    """The supervisor serves the probes from its children's tick files."""
+    if options.get("health_port") is None:
+        return None
+    folder = tempfile.mkdtemp(prefix="loom-health-")
     readiness = Readiness(backend.store.alias, _stale(options, backend.config), lambda: tick_file_ages(folder))
-    _announce(command, HealthServer(readiness, options["health_host"], options["health_port"]).start())
+    probes = SupervisorProbes(readiness, options["health_host"], options["health_port"], folder)
+    command.stdout.write(f"loom worker health: http://{probes.host}:{probes.port}/livez and /readyz")
+    return probes

@@ -33,7 +33,6 @@ guess whether a host:port is a pooler; the settings above say so. See docs/pgbou
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.core import checks
@@ -56,18 +55,21 @@ def listen_alias(config: Options) -> str | None:
     return None if is_pooled(config.database) else config.database
 
 
-def notifier_for(store: Store, on_wake: Callable[[], None], queues: list[str] | None, config: Options) -> Any:
-    """The worker's notifier: LISTEN on ``listen_alias`` for PostgreSQL, the vendor's own otherwise."""
-    from loom import notifier as notifiers
+def listener_for(store: Store, queues: list[str] | None, config: Options) -> Any:
+    """The worker's listener (``loom.notifier``): LISTEN on ``listen_alias`` for PostgreSQL, the
+    file watcher for SQLite; None where the worker polls (MariaDB, a pooler without LISTEN_DATABASE)."""
+    if store.vendor == "sqlite":
+        from loom.notifier.sqlite import SQLiteListener
 
+        return SQLiteListener(store.alias)
     if store.vendor != "postgresql":
-        return notifiers.for_store(store, on_wake, queues)
+        return None
     alias = listen_alias(config)
     if alias is None:
         return None
-    from loom.notifier.postgres import PostgresNotifier
+    from loom.notifier.postgres import PostgresListener
 
-    return PostgresNotifier(alias, on_wake, queues)
+    return PostgresListener(alias, queues)
 
 
 def polling_notice(backend_alias: str, config: Options) -> str | None:

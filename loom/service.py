@@ -92,8 +92,9 @@ class Service:
         raise NotImplementedError
 
     def on_start(self) -> None:
-        """Called in the service's own thread before the loop (e.g. to label its connections)."""
-        databases.label_thread(self.name)
+        """Called in the service's own thread before the loop: its connections are its own,
+        named after it, and write only loom's bookkeeping (see ``loom.databases.labelled``)."""
+        databases.label_thread(self.name, bookkeeping=True)
 
     def on_stop(self) -> None:
         """Called in the service's own thread after the loop ends (flush, close)."""
@@ -107,13 +108,17 @@ class Service:
 
     def stop(self, timeout: float | None = None) -> None:
         self._stopping.set()
-        self._wake.set()
+        self.wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    def sleep(self, delay: float | None) -> None:
+        """Wait ``delay`` seconds (None: until woken) or until ``wake()``."""
+        self._wake.wait(delay)
 
     def call(self) -> float | None:
         """One ``run_once()`` with the outage handling of the loop; returns the wait after it."""
@@ -134,7 +139,7 @@ class Service:
                 delay = self.call()
                 self.ran.set()
                 if delay is None or delay > 0:
-                    self._wake.wait(delay)
+                    self.sleep(delay)
             self.on_stop()
         finally:
             connections.close_all()

@@ -8,6 +8,7 @@ import os
 from django.core.management.base import CommandError
 
 from loom import health
+from loom.cli import counted
 
 help = "Claim and run tasks until stopped (SIGTERM/SIGINT: graceful; twice: fast)."
 
@@ -85,28 +86,28 @@ def _run_in_process(command, options, threads: int) -> None:
     worker.install_signal_handlers(child=options["child"])
     health.serve_worker(command, options, worker)
     if options["verbosity"] >= 1:
-        command.stdout.write(f"loom worker {worker.id}: queues {', '.join(worker.queues or ['*'])}, "
-                             f"{worker.threads} threads")
+        command.stdout.write(f"loom worker {worker.id} (pid {os.getpid()}): queues "
+                             f"{', '.join(worker.queues or ['*'])}; {counted(worker.threads, 'thread')}")
         command.stdout.flush()
     try:
         worker.run()
     except WorkerFailed as exc:
         raise CommandError(str(exc)) from None
     if options["verbosity"] >= 1:
-        command.stdout.write(f"loom worker {worker.id}: stopped after {worker.finished} tasks"
+        command.stdout.write(f"loom worker {worker.id}: stopped after {counted(worker.finished, 'task')}"
                              + (" (recycled)" if worker.recycled else ""))
+        command.stdout.flush()
     if worker.recycled and options["child"]:
         from loom.worker.supervisor import RECYCLE_EXIT
 
-        command.stdout.flush()
         raise SystemExit(RECYCLE_EXIT)
 
 
-def _gate(value: str | None):
+def _gate(value: str | tuple[int, int] | None):
     """The supervisor's start gate: say "ready" on one pipe, then wait for end of file on the other."""
     if not value:
         return None
-    go_fd, ready_fd = (int(part) for part in value.split(","))
+    go_fd, ready_fd = value if isinstance(value, tuple) else (int(part) for part in value.split(","))
 
     def wait() -> None:
         os.write(ready_fd, b".")
@@ -119,30 +120,46 @@ def _gate(value: str | None):
 
 
 def _supervise(command, options, backend, processes: int, threads: int) -> None:
-    from loom.worker.supervisor import Supervisor, plan
+    from loom.worker.supervisor import ChildSpec, Supervisor, plan
 
     try:
         specs = plan(backend, options["queues"], processes, threads)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    child_args = ["--async-limit", str(options["async_limit"]), "--grace", str(options["grace"])]
-    if options["prefetch"] is not None:
-        child_args += ["--prefetch", str(options["prefetch"])]
-    if options["max_tasks_per_child"]:
-        child_args += ["--max-tasks-per-child", str(options["max_tasks_per_child"])]
-    if options["max_memory_per_child"]:
-        child_args += ["--max-memory-per-child", str(options["max_memory_per_child"])]
-    health.serve_supervisor(command, options, backend, child_args)
-    supervisor = Supervisor(specs, store=backend.store, backend=options["backend"], child_args=child_args,
-                            burst=options["burst"], grace=options["grace"], verbosity=options["verbosity"],
-                            lost_retries=backend.config.lost_retries)
+    probes = health.serve_supervisor(command, options, backend)
+
+    def run_child(spec: ChildSpec, worker_id: str, gate: tuple[int, int] | None) -> int:
+        """In a forked child: the same worker as ``--processes 0``, with this child's share."""
+        child = {**options, "child": True, "worker_id": worker_id, "queues": spec.queues, "processes": 0,
+                 "start_gate": gate, "health_port": None,
+                 "health_dir": probes.folder if probes is not None else None}
+        try:
+            _run_in_process(command, child, spec.threads)
+        except CommandError as exc:
+            command.stderr.write(f"loom worker {worker_id}: {exc}")
+            return exc.returncode or 1
+        return 0
+
+    supervisor = Supervisor(specs, store=backend.store, run_child=run_child, burst=options["burst"],
+                            grace=options["grace"], lost_retries=backend.config.lost_retries,
+                            probes=probes)
     supervisor.install_signal_handlers()
     if options["verbosity"] >= 1:
-        command.stdout.write(f"loom worker supervisor (pid {os.getpid()}): queues "
-                             f"{'; '.join(s.label for s in specs)}")
+        command.stdout.write(f"loom worker supervisor (pid {os.getpid()}): {describe(specs)}")
         command.stdout.flush()
     code = supervisor.run()
     if options["verbosity"] >= 1:
-        command.stdout.write(f"loom worker supervisor: stopped ({supervisor.restarts} restarts)")
+        restarts = "no restarts" if not supervisor.restarts else counted(supervisor.restarts, "restart")
+        command.stdout.write(f"loom worker supervisor: stopped ({restarts})")
     if code:
         raise CommandError("a worker child kept failing; see the errors above", returncode=code)
+
+
+def describe(specs) -> str:
+    """One line for the children: "2 processes x 8 threads, queues default, reports"."""
+    groups: dict[tuple[str, int], int] = {}
+    for spec in specs:
+        key = (", ".join(spec.queues) if spec.queues else "all queues", spec.threads)
+        groups[key] = groups.get(key, 0) + 1
+    return "; ".join(f"{counted(count, 'process', 'processes')} x {counted(threads, 'thread')}, queues {queues}"
+                     for (queues, threads), count in groups.items())

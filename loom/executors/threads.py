@@ -3,10 +3,12 @@
 Shared by the worker (sync tasks) and ``ThreadBackend`` (tasks after the response). Unlike
 ``concurrent.futures.ThreadPoolExecutor``:
 
+- a call is handed straight to an idle thread: each idle thread waits on a lock of its own, and
+  ``submit`` gives it the call and releases that lock (one wake-up, no shared queue to poll); only
+  when every thread is busy does a call wait in the queue, highest ``priority`` first;
 - its threads are daemons, so a worker that gave up waiting for a stuck task at shutdown can
   still exit (the task's lease then expires and it is rescued);
 - work not yet started can be taken back with ``Future.cancel()``;
-- calls run highest ``priority`` first, then in submission order;
 - threads start only as work needs them (a worker that never runs a sync task starts none), and
   each runs ``initializer`` first;
 - ``wait()`` blocks until everything submitted has finished (tests, draining at exit).
@@ -26,6 +28,19 @@ from typing import Any
 
 from django.db import close_old_connections, connections
 
+Work = tuple[Future, Callable[..., Any], tuple[Any, ...]]
+
+
+class _Idle:
+    """A parked thread: it sleeps on ``lock`` until given ``work`` (None: end)."""
+
+    __slots__ = ("lock", "work")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.work: Work | None = None
+
 
 class ThreadExecutor:
     def __init__(self, size: int, name: str = "loom-thread",
@@ -36,25 +51,27 @@ class ThreadExecutor:
         self.name = name
         self.initializer = initializer
         self.threads: list[threading.Thread] = []
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)  # work to take, or shutting down: idle threads wait on it
-        self._all_done = threading.Condition(lock)  # everything finished: wait() waits on it
-        self._heap: list[tuple[int, int, Future, Callable, tuple]] = []
+        self._lock = threading.Lock()
+        self._all_done = threading.Condition(self._lock)  # everything finished: wait() waits on it
+        self._heap: list[tuple[int, int, Future, Callable[..., Any], tuple[Any, ...]]] = []
         self._order = itertools.count()
-        self._idle = 0
+        self._idle: list[_Idle] = []
         self._unfinished = 0
         self._closed = False
 
     def submit(self, fn: Callable[..., Any], *args: Any, priority: int = 0) -> Future:
         future: Future = Future()
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name}: cannot submit after shutdown")
-            heapq.heappush(self._heap, (-priority, next(self._order), future, fn, args))
             self._unfinished += 1
-            self._cond.notify()
-            # More queued than threads waiting (some may be notified and not awake yet): one more.
-            if len(self._heap) > self._idle and len(self.threads) < self.size:
+            if self._idle:
+                parked = self._idle.pop()
+                parked.work = (future, fn, args)
+                parked.lock.release()
+                return future
+            heapq.heappush(self._heap, (-priority, next(self._order), future, fn, args))
+            if len(self.threads) < self.size:
                 self._start_thread()
         return future
 
@@ -66,57 +83,58 @@ class ThreadExecutor:
     @property
     def unfinished(self) -> int:
         """Calls submitted and not finished (queued or running)."""
-        with self._cond:
+        with self._lock:
             return self._unfinished
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every submitted call has finished; False if ``timeout`` passed first."""
-        with self._cond:
+        with self._lock:
             return self._all_done.wait_for(lambda: self._unfinished == 0, timeout)
 
     def shutdown(self, wait: float | None = 0) -> bool:
         """Refuse new work; let queued work run and the threads end. With ``wait`` (seconds,
         None for ever), block until what was submitted has finished; False if it had not."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
-        return self.wait(wait) if wait != 0 else self._unfinished == 0
+            parked, self._idle = self._idle, []
+        for idle in parked:
+            idle.lock.release()  # with no work: the thread ends
+        return self.wait(wait) if wait != 0 else self.unfinished == 0
 
-    def _next(self) -> tuple[Future, Callable, tuple] | None:
-        with self._cond:
-            while not self._heap:
-                if self._closed:
-                    return None
-                self._idle += 1
-                self._cond.wait()
-                self._idle -= 1
-            return heapq.heappop(self._heap)[2:]
-
-    def _done(self) -> None:
-        with self._cond:
-            self._unfinished -= 1
-            if self._unfinished == 0:
-                self._all_done.notify_all()
+    def _next(self, parked: _Idle, finished: bool) -> Work | None:
+        """Count the call just ``finished``, then the next one: queued, or handed over while parked."""
+        with self._lock:
+            if finished:
+                self._unfinished -= 1
+                if self._unfinished == 0:
+                    self._all_done.notify_all()
+            if self._heap:
+                return heapq.heappop(self._heap)[2:]
+            if self._closed:
+                return None
+            parked.work = None
+            self._idle.append(parked)
+        parked.lock.acquire()
+        return parked.work
 
     def _work(self) -> None:
         try:
             if self.initializer is not None:
                 self.initializer()
-            while (item := self._next()) is not None:
+            finished, parked = False, _Idle()
+            while (item := self._next(parked, finished)) is not None:
                 future, fn, args = item
+                finished = True
+                if not future.set_running_or_notify_cancel():
+                    continue
+                close_old_connections()
                 try:
-                    if not future.set_running_or_notify_cancel():
-                        continue
-                    close_old_connections()
-                    try:
-                        result = fn(*args)
-                    except BaseException as exc:  # handed to the future's owner, KeyboardInterrupt too
-                        future.set_exception(exc)
-                    else:
-                        future.set_result(result)
-                    finally:
-                        close_old_connections()
+                    result = fn(*args)
+                except BaseException as exc:  # handed to the future's owner, KeyboardInterrupt too
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
                 finally:
-                    self._done()
+                    close_old_connections()
         finally:
             connections.close_all()

@@ -2,13 +2,13 @@
 
 One process, several threads, each part a service with one job::
 
-    fetcher     claims min(room, batch) due tasks in one statement; sleeps until woken
+    fetcher     claims min(room, batch) due tasks in one statement; sleeps until woken: it
+                waits on the listener itself (LISTEN on PostgreSQL, inotify on SQLite)
     InFlight    dispatches them (threads for sync tasks, an event loop for coroutines), hands
                 each outcome to the completer, carries out cancels and interrupts
     completer   writes outcomes in batches (one UPDATE); a bad outcome fails its task alone
     heartbeat   registers the worker, renews the leases of the tasks it holds
     watchdog    soft time limits of sync tasks; cancels of running tasks
-    notifier    LISTEN (PostgreSQL) / data_version (SQLite): wakes the fetcher
     leader      if elected cluster-wide: rescuer, scheduler, pruner
 
 None of them dies of a database error: each retries with backoff and logs once per outage.
@@ -38,7 +38,7 @@ from loom.compat import task_backends
 from loom.exceptions import WorkerLost
 from loom.executors.asyncio import AsyncExecutor
 from loom.executors.threads import ThreadExecutor
-from loom.pooler import notifier_for
+from loom.pooler import listener_for
 from loom.worker.completer import Completer
 from loom.worker.fetcher import Fetcher
 from loom.worker.heartbeat import Heartbeat
@@ -134,9 +134,8 @@ class Worker:
         self.inflight = InFlight(executor=self.executor, loop=self.loop, async_limit=async_limit,
                                  batch_size=self.config.batch_size, prefetch=prefetch,
                                  hand_off=self.completer.put, on_done=self._task_done)
-        self.notifier = notifier_for(self.store, self._notified, self.queues, self.config)
         self.fetcher = Fetcher(self.store, self.id, self.queues, self.config, self.inflight, clock,
-                               notified=self.notifier is not None, burst=burst)
+                               listener=listener_for(self.store, self.queues, self.config), burst=burst)
         self.heartbeat = Heartbeat(self.store, self.id, self.config.lease_seconds, clock, self.inflight.held_ids,
                                    queues=self.queues, concurrency={"threads": threads, "async": async_limit},
                                    tasks_done=lambda: self.inflight.finished)
@@ -198,9 +197,6 @@ class Worker:
             self.stop()  # a task raised KeyboardInterrupt
         return self._fast.is_set()
 
-    def _notified(self) -> None:
-        self.fetcher.wake()
-
     def _task_done(self) -> None:
         self.fetcher.wake()
         self._maybe_recycle()
@@ -214,7 +210,7 @@ class Worker:
     def run(self) -> None:
         """Run until stopped (or, with burst, until nothing is due)."""
         services = [self.completer, self.heartbeat, self.watchdog]
-        services += [s for s in (self.notifier, self.leader) if s is not None]
+        services += [s for s in (self.leader,) if s is not None]
         for service in services:
             service.start()
         logger.info("loom worker %s started: queues=%s threads=%d", self.id, self.queues, self.threads)
@@ -269,6 +265,7 @@ class Worker:
                 service.stop()
         self.executor.shutdown()
         self.loop.shutdown()
+        self.fetcher.close()
         _close_connections()
 
     def _rescue_abandoned(self, ids: list[str]) -> None:

@@ -1,24 +1,30 @@
 """Fetcher: claims due tasks in batches and hands them to InFlight; sleeps until woken.
 
 ``run_once()`` claims ``min(room, BATCH_SIZE)`` rows in one statement (room: free slots plus
-prefetch, from InFlight) and dispatches them. It runs again at once while claims come back full,
-and otherwise waits until a notifier or a finishing task wakes it, the next deferred task is
-due, or ``POLL_INTERVAL`` passes (MariaDB, which has no wake-up signal, polls from ``MIN_POLL``
-up). With ``burst`` it sets ``drained`` once nothing is due, nothing is held, and no retry it
-scheduled is due within ``BURST_RETRY_HORIZON`` (later ones stay READY for the next run).
+prefetch, from InFlight) and dispatches them. It runs again at once while claims come back, and
+otherwise waits until something may have changed: a notification (the worker's listener, see
+``loom.notifier``: the fetcher ``select``s on its descriptor itself, so a NOTIFY reaches the claim
+without a hand-off between threads), a finishing task or a written outcome (``wake()``, a byte on
+a pipe), the next deferred task's time, or ``POLL_INTERVAL``. Without a listener (MariaDB, a
+pooler without LISTEN_DATABASE) it polls from ``MIN_POLL`` up. With ``burst`` it sets ``drained``
+once nothing is due, nothing is held, and no retry it scheduled is due within
+``BURST_RETRY_HORIZON`` (later ones stay READY for the next run).
 
 A claim that raised may still have committed (the connection dropped after the statement ran):
 before the next claim the fetcher releases every row claimed by this worker that InFlight does
-not hold, so such rows run at once instead of waiting for their lease to expire. Refuses: running
-tasks, writing outcomes.
+not hold, so such rows run at once instead of waiting for their lease to expire. A listener that
+fails is reopened before the next claim. Refuses: running tasks, writing outcomes.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from loom.conf import Options
 from loom.service import Service
@@ -36,7 +42,8 @@ class Fetcher(Service):
     max_retry_delay = 2.0
 
     def __init__(self, store: Store, worker_id: str, queues: Sequence[str] | None, config: Options,
-                 inflight: InFlight, clock: Callable[[], datetime], *, notified: bool, burst: bool = False) -> None:
+                 inflight: InFlight, clock: Callable[[], datetime], *, listener: Any = None,
+                 burst: bool = False) -> None:
         super().__init__()
         self.store = store
         self.worker_id = worker_id
@@ -44,16 +51,70 @@ class Fetcher(Service):
         self.config = config
         self.inflight = inflight
         self.clock = clock
-        self.notified = notified  # a notifier wakes us: idle waits can be long
+        self.listener = listener
         self.burst = burst
         self.drained = threading.Event()
         self.claimed = 0
         self.last_tick = time.monotonic()  # for health checks: the loop is alive
         self._orphans_possible = False
         self._idle_delay = MIN_POLL
+        self._listening = False
+        self._pipe_r, self._pipe_w = os.pipe()
+        os.set_blocking(self._pipe_r, False)
+        os.set_blocking(self._pipe_w, False)
+
+    # -- waking ------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        try:
+            os.write(self._pipe_w, b".")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (a wake-up is pending already) or closed at shutdown
+
+    def sleep(self, delay: float | None) -> None:
+        """Until woken, notified, or ``delay`` passes; a polled listener is looked at meanwhile."""
+        deadline = None if delay is None else time.monotonic() + delay
+        listener = self.listener if self._listening else None
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            fds = [self._pipe_r]
+            fd = listener.fileno() if listener is not None else None
+            if fd is not None:
+                fds.append(fd)
+            elif listener is not None and listener.interval is not None:
+                remaining = listener.interval if remaining is None else min(remaining, listener.interval)
+            try:
+                readable, _, _ = select.select(fds, [], [], remaining)
+            except (OSError, ValueError):
+                self._listening = False  # the listener's connection went away: reopen it
+                return
+            if self._pipe_r in readable:
+                self._empty_pipe()
+                return
+            if listener is not None and (fd is None or fd in readable):
+                try:
+                    if listener.drain():
+                        return
+                except Exception:
+                    self._listening = False
+                    return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+
+    def _empty_pipe(self) -> None:
+        try:
+            while os.read(self._pipe_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -- claiming ----------------------------------------------------------------------------
 
     def run_once(self) -> float | None:
         self.last_tick = time.monotonic()
+        if self.listener is not None and not self._listening:
+            self.listener.open()  # raises while the database is away: the service backs off
+            self._listening = True  # and then claims: what was sent meanwhile was missed
         room = self.inflight.room()
         if room == 0:
             return self.config.poll_interval  # a finishing task wakes us sooner
@@ -83,8 +144,21 @@ class Fetcher(Service):
         return retry_at is not None and now < retry_at <= now + timedelta(seconds=BURST_RETRY_HORIZON)
 
     def _idle_timeout(self) -> float:
-        timeout = self.config.poll_interval if self.notified else self._idle_delay
+        timeout = self.config.poll_interval if self.listener is not None else self._idle_delay
         due = self.store.next_available_at(self.queues)
         if due is not None:
             timeout = min(timeout, max((due - self.clock()).total_seconds(), 0.0) + 0.001)
         return timeout
+
+    def on_stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        self._listening = False
+
+    def close(self) -> None:
+        """Release the wake-up pipe (after the service stopped)."""
+        for fd in (self._pipe_r, self._pipe_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -4,8 +4,9 @@
 per-queue executors (``--queue reports:processes=2`` runs two single-thread children for
 "reports", the CPU-bound shape: one task per process, so tasks use separate cores and a hard
 time limit can kill exactly one task; ``--queue io:threads=16`` runs one child with 16
-threads). Children are fresh interpreters (``python -m django loom worker --child ...``), so
-none inherits a database connection, a lock or a thread from the parent.
+threads). Children are forked from the supervisor, where Django is already set up, so a child
+starts in milliseconds; the supervisor runs no thread and closes its database connections
+before each fork, so no child inherits a connection, a lock or a thread.
 
 The supervisor restarts a child that dies, at once rescuing the tasks it held (``WorkerLost``,
 retried while attempts remain) instead of waiting for their leases to expire; it kills a child
@@ -25,16 +26,17 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import random
 import select
 import signal
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.conf import settings
 from django.utils import timezone
 
 from loom.databases import close_broken
@@ -69,38 +71,103 @@ class ChildSpec:
     label: str
 
 
+class ForkedProcess:
+    """A forked child, with the part of ``subprocess.Popen``'s interface the supervisor uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -signal.SIGKILL  # reaped elsewhere: gone all the same
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
+            time.sleep(0.005)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 @dataclass
 class Child:
     spec: ChildSpec
     worker_id: str
-    proc: subprocess.Popen
+    proc: ForkedProcess
     started: float = field(default_factory=time.monotonic)
     failures: int = 0
     restart_at: float | None = None
 
 
-def _prepare_child() -> None:  # runs in the child between fork and exec
+def _prepare_child(parent: int) -> None:
+    """In a child just forked: its own signals, and death with the supervisor."""
     # A terminal's Ctrl-C reaches the whole process group; the supervisor hears it and forwards a
-    # graceful stop, so the child ignores SIGINT (inherited across exec: Python then installs no
-    # KeyboardInterrupt handler, not even during start-up).
+    # graceful stop, so the child ignores SIGINT. Until the worker installs its own handlers, a
+    # SIGTERM ends a child that holds no task yet.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass  # not Linux: children notice the parent is gone by their own heartbeat instead
+    if os.getppid() != parent:
+        os._exit(1)  # the supervisor died between the fork and the prctl
+    random.seed()  # siblings must not share retry jitter
+
+
+ChildMain = Callable[[ChildSpec, str, "tuple[int, int] | None"], int]
+
+
+def _exit_child(code: int) -> None:
+    """End a forked child as an interpreter ends, but without returning into the supervisor's
+    stack: exit handlers (an OpenTelemetry or Sentry flush, logging) run, streams are flushed,
+    then the process ends."""
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
 
 
 class Supervisor:
-    def __init__(self, specs: list[ChildSpec], *, store: Store, backend: str, child_args: list[str],
-                 lost_retries: int = 0,
-                 burst: bool = False, grace: float = 30.0, verbosity: int = 1) -> None:
-        self.verbosity = verbosity
+    """``run_child(spec, worker_id, gate)`` is what a child runs, in the forked process, and
+    returns its exit code."""
+
+    def __init__(self, specs: list[ChildSpec], *, store: Store, run_child: ChildMain,
+                 lost_retries: int = 0, burst: bool = False, grace: float = 30.0, probes: Any = None) -> None:
         self.lost_retries = lost_retries
         self.exit_code = 0
         self.specs = specs
         self.store = store
-        self.backend = backend
-        self.child_args = child_args
+        self.run_child = run_child
+        self.probes = probes  # the health endpoint (loom.health.SupervisorProbes), answered in run()
         self.burst = burst
         self.grace = grace
         self.children: list[Child] = []
@@ -108,42 +175,54 @@ class Supervisor:
         self._next_limit_check = 0.0
         self._signals = 0
         self._forwarded = 0
-        self._wake = threading.Event()
         self.outage = Outage("supervisor")
 
     # -- children ------------------------------------------------------------------------------
 
-    def _command(self, spec: ChildSpec, worker_id: str) -> list[str]:
-        cmd = [sys.executable, "-m", "django", "loom", f"-v{self.verbosity}", "worker", "--processes", "0", "--child",
-               "--worker-id", worker_id, "--backend", self.backend, "--threads", str(spec.threads)]
-        for queue in spec.queues or []:
-            cmd += ["--queue", queue]
-        if self.burst:
-            cmd.append("--burst")
-        return cmd + self.child_args
+    def _spawn(self, spec: ChildSpec, failures: int = 0, gate: tuple[int, int] | None = None,
+               close: tuple[int, ...] = ()) -> Child:
+        """Fork a child from this process, where Django is set up already: it starts in
+        milliseconds, where a fresh interpreter takes most of a second. Nothing that cannot cross
+        a fork is open here: the supervisor runs no threads and closes its connections first."""
+        from django.db import connections
 
-    def _spawn(self, spec: ChildSpec, failures: int = 0, gate: tuple[int, int] | None = None) -> Child:
         from loom.worker import make_worker_id
 
         worker_id = make_worker_id()
-        command = self._command(spec, worker_id)
-        if gate is not None:
-            command += ["--start-gate", f"{gate[0]},{gate[1]}"]
-        env = dict(os.environ)
-        env["DJANGO_SETTINGS_MODULE"] = settings.SETTINGS_MODULE
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
-        proc = subprocess.Popen(command, env=env, preexec_fn=_prepare_child, pass_fds=gate or ())
-        logger.info("loom supervisor started child %s (pid %d, %s)", worker_id, proc.pid, spec.label)
-        return Child(spec=spec, worker_id=worker_id, proc=proc, failures=failures)
+        connections.close_all()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                _prepare_child(parent)
+                for fd in close:
+                    os.close(fd)
+                if self.probes is not None:
+                    self.probes.server.socket.close()  # the supervisor's endpoint, not the child's
+                code = self.run_child(spec, worker_id, gate)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                _exit_child(code)
+        logger.info("loom supervisor started child %s (pid %d, %s)", worker_id, pid, spec.label)
+        return Child(spec=spec, worker_id=worker_id, proc=ForkedProcess(pid), failures=failures)
 
     def start(self) -> None:
-        """Start the children together: each boots (Django set-up takes a while), says it is
-        ready, and waits; when all are ready (or after START_GATE_TIMEOUT) they start claiming at
-        once, so the first child up does not take the whole queue's head while the others boot."""
+        """Start the children together: each sets up its worker, says it is ready, and waits;
+        when all are ready (or after START_GATE_TIMEOUT) they start claiming at once, so the first
+        child up does not take the whole queue's head while the others start."""
         go_read, go_write = os.pipe()
         ready_read, ready_write = os.pipe()
         try:
-            self.children = [self._spawn(spec, gate=(go_read, ready_write)) for spec in self.specs]
+            self.children = [self._spawn(spec, gate=(go_read, ready_write), close=(go_write, ready_read))
+                             for spec in self.specs]
         finally:
             os.close(go_read)
             os.close(ready_write)
@@ -185,14 +264,29 @@ class Supervisor:
         self.start()
         try:
             while self.run_once():
-                self._wake.wait(CHECK_INTERVAL)
-                self._wake.clear()
+                self._pause(CHECK_INTERVAL)
         finally:
             for child in self.children:
                 if child.proc.poll() is None:
                     child.proc.kill()
                     child.proc.wait()
+            if self.probes is not None:
+                self.probes.close()
         return self.exit_code
+
+    def _pause(self, seconds: float) -> None:
+        """Wait between two checks, answering health probes meanwhile."""
+        if self.probes is None:
+            time.sleep(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                readable, _, _ = select.select([self.probes.fileno()], [], [], remaining)
+            except InterruptedError:
+                continue
+            if readable:
+                self.probes.handle_pending()
 
     def run_once(self) -> bool:
         """Check the children once; False when the supervisor is done."""

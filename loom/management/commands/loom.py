@@ -21,6 +21,11 @@ class Command(BaseCommand):
             from loom import checks
 
             checks.in_worker = True  # the worker configures its own connections (see loom.W003)
+            # A worker starts in a fraction of a second, a quarter of it Django's system checks
+            # (a real project's URLconf and models: more). They belong to deploys and
+            # `manage.py check`, as with Celery's worker; loom's own settings are validated when
+            # the backend is built.
+            options["skip_checks"] = True
         return super().execute(*args, **options)
 
     def handle(self, *args, **options) -> None:
