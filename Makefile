@@ -10,7 +10,8 @@ PORT      ?= 8000
 XDIST     ?= 2
 PYTEST    := -m pytest -q -n $(XDIST)
 # The heavy tests (fault and load: tests/conftest.py HEAVY) run alone after the rest, and only on
-# Django 6.1; runs on Django 6.0 and 5.2 also leave out the browser tests (the demo, on 6.1).
+# Django 6.1; runs on Django 6.0 and 5.2 also leave out the browser tests (the demo, written for
+# 6.1; the demo-script and tutorial tests skip themselves there, saying so).
 LIGHT := -m "not heavy"
 OTHER_DJANGO := $(LIGHT) --ignore=tests/browser
 DATABASES := sqlite postgresql mysql

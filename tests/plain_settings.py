@@ -7,6 +7,8 @@ module and ``LOOM_PLAIN_DB`` naming the database file.
 
 import os
 
+import django
+
 SECRET_KEY = "loom-plain-settings-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
@@ -24,6 +26,8 @@ INSTALLED_APPS = [
     "loom",
     "tests.app",
 ]
+if django.VERSION < (6, 0):
+    INSTALLED_APPS.append("django_tasks")  # Django 5.2: the Tasks API is the django-tasks backport
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
