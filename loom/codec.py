@@ -13,6 +13,7 @@ Decoding is plain ``json.loads``. Nothing here knows about the database.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from loom.compat import normalize_json
@@ -34,3 +35,11 @@ def normalize(value: Any) -> tuple[Any, str]:
     what the task will see and what is stored. Raises TypeError/ValueError for non-JSON."""
     normalized = normalize_json(value)
     return normalized, dumps(normalized)
+
+
+def pg_array(values: Iterable[str | None]) -> str:
+    """A PostgreSQL array literal of text values (NULL for None), for a statement that takes a
+    whole column as one parameter (``unnest(%s::text[])``): built in one pass of string
+    operations, where the driver would adapt every element on its own, several times slower."""
+    return "{" + ",".join("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                          for v in values) + "}"

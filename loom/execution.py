@@ -46,27 +46,33 @@ current_task_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("lo
 
 def resolve(claimed: ClaimedTask) -> Task:
     """Import the stored path and return the Task with the stored overrides applied."""
+    task = _resolved(claimed.task_path, claimed.priority, claimed.queue_name, claimed.backend)
+    return task.using(run_after=claimed.run_after) if claimed.run_after is not None else task
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(path: str, priority: int, queue_name: str, backend: str) -> Task:
+    """One Task per path and overrides for the life of the process (code does not change under a
+    running worker), so most runs skip the import and ``using()``. Failures are not cached."""
     try:
-        obj = import_string(claimed.task_path)
+        obj = import_string(path)
     except ImportError as exc:
         raise TaskImportError(
-            f"Task path {claimed.task_path!r} no longer imports ({exc}). If the task was renamed "
+            f"Task path {path!r} no longer imports ({exc}). If the task was renamed "
             "or moved, keep an alias at the old path until its queued tasks have run."
         ) from exc
     if not isinstance(obj, Task):
         raise TaskImportError(
-            f"{claimed.task_path!r} is a {type(obj).__name__}, not a django.tasks.Task; loom only "
+            f"{path!r} is a {type(obj).__name__}, not a django.tasks.Task; loom only "
             "runs functions decorated with @task."
         )
     changes: dict[str, Any] = {}
-    if obj.priority != claimed.priority:
-        changes["priority"] = claimed.priority
-    if obj.queue_name != claimed.queue_name:
-        changes["queue_name"] = claimed.queue_name
-    if obj.backend != claimed.backend:
-        changes["backend"] = claimed.backend
-    if claimed.run_after is not None:
-        changes["run_after"] = claimed.run_after
+    if obj.priority != priority:
+        changes["priority"] = priority
+    if obj.queue_name != queue_name:
+        changes["queue_name"] = queue_name
+    if obj.backend != backend:
+        changes["backend"] = backend
     return obj.using(**changes) if changes else obj
 
 

@@ -152,6 +152,11 @@ class Hub:
             sub.deliver(Event(group, payload))
         return len(targets)
 
+    @property
+    def empty(self) -> bool:
+        """No subscription at all in this process (read without the lock: a hint, for fast paths)."""
+        return not self._by_group
+
     def subscriber_count(self, group: str | None = None) -> int:
         with self._lock:
             if group is not None:

@@ -20,6 +20,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from loom.compat import AnyTaskResult, TaskResultStatus, task_enqueued, task_finished, task_started
+from loom.events import ALL_TASKS, config, get_broker, hub, publish, queue_group, task_group
 
 logger = logging.getLogger("loom.events")
 
@@ -28,19 +29,18 @@ FINAL_TYPES = {TaskResultStatus.SUCCESSFUL: "finished", TaskResultStatus.FAILED:
 
 
 def _groups(task_id: Any, queue_name: str) -> tuple[str, ...]:
-    from loom.events import ALL_TASKS, queue_group, task_group
-
     return (task_group(task_id), queue_group(queue_name), ALL_TASKS)
 
 
 def publish_task_event(kind: str, *, task_id: Any, task_path: str, queue_name: str, status: str,
                        **extra: Any) -> None:
     """Publish one task event; never raises (failures are logged)."""
-    from loom.events import config, publish
-
     try:
-        if not config().task_events:
+        conf = config()
+        if not conf.task_events:
             return
+        if hub.empty and not conf.channels_bridge and not get_broker().cross_process:
+            return  # in-process delivery and nobody here subscribed: nothing to build
         payload = {"type": kind, "task_id": str(task_id), "task": task_path, "queue": queue_name,
                    "status": str(status), "at": timezone.now().isoformat(), **extra}
         publish(_groups(task_id, queue_name), payload)

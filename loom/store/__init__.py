@@ -21,7 +21,7 @@ from pathlib import Path
 
 from django.db import DatabaseError, IntegrityError, InterfaceError, connections, transaction
 
-from loom.codec import dumps
+from loom.codec import dumps, pg_array
 from loom.records import CLAIM_COLUMNS, ClaimedTask, NewTask, Outcome
 from loom.store.operations import OperatorActions
 from loom.store.rows import rows_as_dicts
@@ -220,6 +220,16 @@ class Store(OperatorActions):
         """Write a batch of outcomes in one statement; return how many rows it changed."""
         if not completions:
             return 0
+        if self.vendor == "postgresql":
+            columns = [pg_array(c.id for c in completions), pg_array(c.status for c in completions),
+                       pg_array(_iso(c.finished_at) for c in completions),
+                       pg_array(_iso(c.available_at) for c in completions),
+                       pg_array(c.return_value_json for c in completions),
+                       pg_array(c.errors_json for c in completions),
+                       pg_array(str(c.attempt) for c in completions), worker_id]
+            with self.connection.cursor() as cursor:
+                cursor.execute(load("postgresql", "complete_many").text, columns)
+                return cursor.rowcount
         statement = load(self.vendor, "complete_many")
         params: list = []
         for c in completions:
@@ -408,6 +418,10 @@ class Store(OperatorActions):
         if queues:
             qs = qs.filter(queue_name__in=list(queues))
         return qs.aggregate(at=Min("available_at"))["at"]
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _uuid_str(value) -> str:

@@ -198,8 +198,10 @@ class Worker:
         return self._fast.is_set()
 
     def _task_done(self) -> None:
-        self.fetcher.wake()
-        self._maybe_recycle()
+        if self.fetcher.starved and self.inflight.room():
+            self.fetcher.wake()
+        if self.max_tasks is not None or self.max_memory_mb is not None:
+            self._maybe_recycle()
 
     def _written(self, ids: Sequence[str]) -> None:
         self.inflight.written(ids)

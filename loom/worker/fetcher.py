@@ -59,6 +59,8 @@ class Fetcher(Service):
         self._orphans_possible = False
         self._idle_delay = MIN_POLL
         self._listening = False
+        # Set while the fetcher waits for a free slot: only then does a finishing task wake it.
+        self.starved = False
         self._pipe_r, self._pipe_w = os.pipe()
         os.set_blocking(self._pipe_r, False)
         os.set_blocking(self._pipe_w, False)
@@ -115,9 +117,11 @@ class Fetcher(Service):
         if self.listener is not None and not self._listening:
             self.listener.open()  # raises while the database is away: the service backs off
             self._listening = True  # and then claims: what was sent meanwhile was missed
+        self.starved = True  # before looking: a task finishing meanwhile then wakes us
         room = self.inflight.room()
         if room == 0:
             return self.config.poll_interval  # a finishing task wakes us sooner
+        self.starved = False
         if self._orphans_possible:
             self.store.release_orphans(self.worker_id, self.inflight.held_ids())
             self._orphans_possible = False
