@@ -10,7 +10,8 @@ act on. ``applies(action, status, cancel_requested)`` is what a page asks before
 What it refuses: permissions and HTTP. Callers decide who may act (``loom.dashboard.access``, the
 admin's ``has_*_permission``; the CLI is trusted like ``manage.py`` itself).
 
-- retry: FAILED or CANCELLED → READY now, with one more attempt allowed if none is left.
+- retry: FAILED or CANCELLED → READY now, with one more attempt allowed if none is left; not a
+  task whose unique key (``unique_key``) another waiting or running task holds.
 - cancel: READY → CANCELLED at once (it never runs); RUNNING → ``cancel_requested``, and its
   worker stops the run and records CANCELLED.
 - delete: any task that is not RUNNING (its worker would lose the row under it).
@@ -78,7 +79,9 @@ def perform(backend, action: str, ids: Iterable[str]) -> Report:
         return Report(action, len(ids), 0, refused=refused)
     store, now = backend.store, timezone.now()
     if action == "retry":
-        return Report(action, len(ids), store.retry(targets, now), refused=refused)
+        changed, held = store.retry(targets, now)
+        refused.update((i, "has a unique key that another waiting or running task holds") for i in held)
+        return Report(action, len(ids), changed, refused=refused)
     if action == "delete":
         return Report(action, len(ids), store.delete(targets), refused=refused)
     changed = store.cancel(targets, now)

@@ -60,6 +60,9 @@ class Options:
     worker: dict = field(default_factory=dict)
     # Periodic tasks: {"name": {"task": "dotted.path", "cron": "*/5 * * * *", "args": [], "kwargs": {}}}
     periodic: dict = field(default_factory=dict)
+    # Per-queue limits, defaults that `manage.py loom limit` overrides at run time:
+    # {"emails": {"concurrency": 5, "rate": "100/m"}} (docs/flow-control.md).
+    queue_limits: dict = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, options: Mapping[str, Any]) -> "Options":
@@ -88,6 +91,10 @@ class Options:
             raise ValueError(f"OPTIONS['PROGRESS_INTERVAL'] must be a number >= 0, got {self.progress_interval!r}.")
         if not isinstance(self.sqlite_wal, bool):
             raise ValueError(f"OPTIONS['SQLITE_WAL'] must be True or False, got {self.sqlite_wal!r}.")
+        if not isinstance(self.queue_limits, dict):
+            raise ValueError("OPTIONS['QUEUE_LIMITS'] must be a dict: {'queue': {'concurrency': 5, 'rate': '100/m'}}.")
+        for queue, spec in self.queue_limits.items():
+            check_limits(spec, f"OPTIONS['QUEUE_LIMITS'][{queue!r}]")
         if not isinstance(self.worker, dict) or not isinstance(self.periodic, dict):
             raise ValueError("OPTIONS['WORKER'] and OPTIONS['PERIODIC'] must be dicts.")
         for name, spec in self.periodic.items():
@@ -108,3 +115,30 @@ class Options:
                 raise ValueError(f"OPTIONS[{name.upper()!r}] must be an integer >= 1, got {value!r}.")
         if self.lease_seconds < 1:
             raise ValueError("OPTIONS['LEASE_SECONDS'] must be at least 1 second.")
+
+
+# Seconds in each rate unit ("N/s", "N/m", "N/h").
+RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(rate: str) -> tuple[int, float]:
+    """``"100/m"`` -> (100, 60.0): at most 100 task starts in any 60 seconds."""
+    count, _, unit = str(rate).strip().partition("/")
+    if not count.strip().isdigit() or int(count) < 1 or unit.strip() not in RATE_UNITS:
+        raise ValueError(f"A rate is N/s, N/m or N/h with N >= 1 (e.g. '100/m'), got {rate!r}.")
+    return int(count), RATE_UNITS[unit.strip()]
+
+
+def check_limits(spec: Any, where: str) -> None:
+    """A queue's limits: {"concurrency": N >= 1 or None, "rate": "N/m" or None}; ValueError naming them."""
+    if not isinstance(spec, dict) or not set(spec) <= {"concurrency", "rate"}:
+        raise ValueError(f"{where} must be a dict with 'concurrency' and/or 'rate', got {spec!r}.")
+    concurrency = spec.get("concurrency")
+    if concurrency is not None and (not isinstance(concurrency, int) or isinstance(concurrency, bool)
+                                    or concurrency < 1):
+        raise ValueError(f"{where}['concurrency'] must be a whole number >= 1 or None, got {concurrency!r}.")
+    if spec.get("rate") is not None:
+        try:
+            parse_rate(spec["rate"])
+        except ValueError as exc:
+            raise ValueError(f"{where}['rate']: {exc}") from None

@@ -147,11 +147,17 @@ def _failure(task: Task | None, claimed: ClaimedTask, exc: BaseException) -> tup
         return_value_json=None,
         errors_json=dumps(errors),
         attempt=claimed.attempts,
+        unique_until=_unique_until(claimed, now),
     )
     final = None
     if task is not None:
         final = from_claimed(task, claimed, status=TaskResultStatus.FAILED, finished_at=now, errors=errors)
     return outcome, final
+
+
+def _unique_until(claimed: ClaimedTask, finished_at: Any) -> Any:
+    """A finished task with a unique_window keeps its unique key until then (loom.models)."""
+    return None if claimed.unique_window is None else finished_at + timedelta(seconds=claimed.unique_window)
 
 
 def cancelled(claimed: ClaimedTask, message: str = "Cancelled by an operator while running.") -> Outcome:
@@ -163,7 +169,7 @@ def cancelled(claimed: ClaimedTask, message: str = "Cancelled by an operator whi
                                 f"loom.exceptions.TaskCancelled: {message}\n", now)
     return Outcome(id=claimed.id, status="CANCELLED", finished_at=now, available_at=None,
                    return_value_json=None, errors_json=dumps([*claimed.errors, error]),
-                   attempt=claimed.attempts)
+                   attempt=claimed.attempts, unique_until=_unique_until(claimed, now))
 
 
 def _success(task: Task, claimed: ClaimedTask, value: Any, encoded: str) -> tuple[Outcome, TaskResult]:
@@ -174,8 +180,9 @@ def _success(task: Task, claimed: ClaimedTask, value: Any, encoded: str) -> tupl
         finished_at=now,
         available_at=None,
         return_value_json=None if value is None else encoded,
-        errors_json=dumps(claimed.errors),
+        errors_json=dumps(claimed.errors) if claimed.errors else "[]",
         attempt=claimed.attempts,
+        unique_until=_unique_until(claimed, now),
     )
     final = from_claimed(task, claimed, status=TaskResultStatus.SUCCESSFUL, finished_at=now, return_value=value)
     return outcome, final

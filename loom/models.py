@@ -12,6 +12,7 @@ import time
 import uuid
 
 from django.db import models
+from django.db.models.functions import Concat
 
 from loom.compat import TaskResultStatus
 
@@ -145,6 +146,31 @@ class TaskRecord(models.Model):
     # W3C trace context of the enqueue (loom.telemetry, when OpenTelemetry is on), so the run's
     # span joins the request's trace.
     trace_context = JSONText(null=True, blank=True)
+    # Flow control (loom.task.Task options; docs/flow-control.md).
+    unique_key = models.CharField(max_length=200, null=True, blank=True)
+    unique_window = models.FloatField(null=True, blank=True)
+    unique_replace = models.BooleanField(default=False, db_default=False)
+    # When a finished task stops counting for unique_key (finished_at + unique_window).
+    unique_until = models.DateTimeField(null=True, blank=True)
+    # "backend|path|key" while the row holds its unique key: waiting, running (not for replace),
+    # or finished within its window. A unique index on it is what makes enqueue unique: the
+    # database refuses a second holder, whoever races (see Store.insert_unique).
+    unique_slot = models.GeneratedField(
+        expression=models.Case(
+            models.When(
+                models.Q(unique_key__isnull=False)
+                & (models.Q(status="READY") | models.Q(status="RUNNING", unique_replace=False)
+                   | models.Q(unique_until__isnull=False)),
+                then=Concat("backend", models.Value("|"), "task_path", models.Value("|"), "unique_key"),
+            ),
+            default=None,
+        ),
+        output_field=models.CharField(max_length=560, null=True),
+        db_persist=True,
+    )
+    concurrency_key = models.CharField(max_length=200, null=True, blank=True)
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    fair_key = models.CharField(max_length=200, null=True, blank=True)
 
     objects = TaskRecordQuerySet.as_manager()
 
@@ -154,14 +180,23 @@ class TaskRecord(models.Model):
         indexes = [
             # Matches the claim's ORDER BY exactly, so a claim reads the first rows of the index
             # in order and stops at LIMIT, however long the queue (queue_name is a filter).
+            # Only tasks without flow control: the claim of everything else takes its own path
+            # (loom.store.flow) and its own index, so the common claim pays nothing for it.
             ClaimIndex(
                 fields=["-priority", "available_at", "id"],
                 name="loom_task_claim",
-                condition=models.Q(status="READY"),
+                condition=models.Q(status="READY", concurrency_key__isnull=True, fair_key__isnull=True),
+            ),
+            ClaimIndex(
+                fields=["queue_name", "-priority", "available_at", "id"],
+                name="loom_task_flow",
+                condition=models.Q(status="READY") & (models.Q(concurrency_key__isnull=False)
+                                                      | models.Q(fair_key__isnull=False)),
             ),
             models.Index(fields=["status", "lease_expires_at"], name="loom_task_lease"),
             models.Index(fields=["status", "finished_at"], name="loom_task_finished"),
         ]
+        constraints = [models.UniqueConstraint(fields=["unique_slot"], name="loom_task_unique")]
 
     def __str__(self) -> str:
         return f"{self.task_path} [{self.status}] {self.id}"
@@ -186,6 +221,42 @@ class WorkerRecord(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class QueueState(models.Model):
+    """What operators set on a queue at run time: paused, and limits that override
+    OPTIONS["QUEUE_LIMITS"] (``limits``: {"concurrency": N | None, "rate": "N/m" | None}; a key
+    that is absent takes the OPTIONS default, None means no limit). ``rate_next_at`` is the rate
+    limiter's state: the earliest a task of the queue may start next."""
+
+    backend = models.CharField(max_length=100, default="default")
+    name = models.CharField(max_length=100)
+    paused = models.BooleanField(default=False)
+    limits = models.JSONField(default=dict, blank=True)
+    rate_next_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "loom_queue"
+        verbose_name = "queue"
+        constraints = [models.UniqueConstraint(fields=["backend", "name"], name="loom_queue_once")]
+
+    def __str__(self) -> str:
+        return f"{self.backend}: {self.name}"
+
+
+class RateStart(models.Model):
+    """One task start in a rate-limited queue, kept for one rate period: the flow claim counts
+    the starts of the last period to admit at most N in any window (a sliding log), then drops
+    the older ones, so the table holds at most N rows per queue."""
+
+    backend = models.CharField(max_length=100)
+    queue = models.CharField(max_length=100)
+    started_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "loom_rate_start"
+        indexes = [models.Index(fields=["backend", "queue", "started_at"], name="loom_rate_start_window")]
 
 
 class LeaderLease(models.Model):

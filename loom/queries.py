@@ -56,6 +56,10 @@ class QueueRow:
     running: int = 0
     failed_hour: int = 0
     oldest_due: dt.datetime | None = None
+    # Flow control (loom.queues): paused, and the limits in force (None: no limit).
+    paused: bool = False
+    concurrency: int | None = None
+    rate: str | None = None
 
     @property
     def depth(self) -> int:
@@ -83,7 +87,31 @@ def queue_rows(backend, now: dt.datetime | None = None) -> list[QueueRow]:
               .values("queue_name").annotate(n=Count("pk")))
     for item in failed:
         rows.setdefault(item["queue_name"], QueueRow(item["queue_name"])).failed_hour = item["n"]
+    from loom.queues import overview
+
+    for info in overview(backend.alias):
+        row = rows.setdefault(info.name, QueueRow(info.name))
+        row.paused, row.concurrency, row.rate = info.paused, info.concurrency, info.rate
     return sorted(rows.values(), key=lambda r: r.name)
+
+
+@dataclass
+class KeyRow:
+    key: str
+    limit: int | None
+    running: int = 0
+    waiting: int = 0
+
+
+def concurrency_keys(backend, limit: int = 20) -> list[KeyRow]:
+    """The concurrency keys with tasks waiting or running: how full each is (most running first)."""
+    counts = (tasks_of(backend).filter(status__in=[Status.READY, Status.RUNNING], concurrency_key__isnull=False)
+              .values("concurrency_key")
+              .annotate(running=Count("pk", filter=Q(status=Status.RUNNING)),
+                        waiting=Count("pk", filter=Q(status=Status.READY)),
+                        limit=Max("concurrency_limit"))
+              .order_by("-running", "-waiting", "concurrency_key")[:limit])
+    return [KeyRow(c["concurrency_key"], c["limit"], c["running"], c["waiting"]) for c in counts]
 
 
 @dataclass

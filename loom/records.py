@@ -30,13 +30,25 @@ class NewTask:
     timeout: float | None
     hard_timeout: float | None
     trace_context: dict[str, str] | None = None  # loom.telemetry: the enqueue's span context
+    # Flow control (loom.task.Task's options; docs/flow-control.md).
+    unique_key: str | None = None
+    unique_window: float | None = None
+    unique_replace: bool = False
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    fair_key: str | None = None
+
+    @property
+    def flow(self) -> bool:
+        """Claimed through the flow-control path (loom.store.flow), not the plain claim."""
+        return self.concurrency_key is not None or self.fair_key is not None
 
 
 # The columns a claim returns: ClaimedTask's fields, in this order (loom.store.rows converts them).
 CLAIM_COLUMNS = ("id", "task_path", "backend", "queue_name", "priority", "run_after", "args", "kwargs",
                  "available_at", "enqueued_at", "started_at", "last_attempted_at", "attempts", "max_attempts", "timeout",
                  "worker_ids", "errors",
-                 "trace_context")
+                 "trace_context", "unique_window")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +74,7 @@ class ClaimedTask:
     worker_ids: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     trace_context: dict[str, str] | None = None  # loom.telemetry: parent of the run's span
+    unique_window: float | None = None  # seconds a finished run keeps its unique key
 
     def after_claim(self, worker_id: str, now: dt.datetime) -> "ClaimedTask":
         """The row as the claim left it, for databases whose claim reads before it writes."""
@@ -110,3 +123,5 @@ class Outcome:
     return_value_json: str | None
     errors_json: str
     attempt: int
+    # A final outcome of a task with a unique_window: until when it keeps its unique key.
+    unique_until: dt.datetime | None = None

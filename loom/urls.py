@@ -16,6 +16,7 @@ app_name = "loom"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("workers/", views.workers, name="workers"),
+    path("queues/<str:queue>/<str:action>/", actions.queue_action, name="queue-action"),
     path("tasks/", views.tasks, name="tasks"),
     path("tasks/bulk/", actions.bulk_action, name="bulk-action"),
     path("tasks/<uuid:task_id>/", views.task_detail, name="task"),

@@ -97,6 +97,9 @@ def test_each_write_is_one_statement_with_no_read_before_it(backend):
             write()
         statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
         # PostgreSQL's retry reads the queues to wake beforehand, outside any transaction.
+        # Inside a transaction (this test's) a retry runs in a savepoint: a refused key must not
+        # spoil the caller's transaction.
+        statements = [s for s in statements if s not in ("SAVEPOINT", "RELEASE")]
         assert [s for s in statements if s != "SELECT" or DB != "postgresql"] == kinds, statements
         assert not any(s in ("BEGIN", "SAVEPOINT") for s in statements), statements
     error = TaskRecord.objects.filter(pk=ready.id).first()

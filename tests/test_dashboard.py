@@ -59,6 +59,7 @@ def every_url(task_id: str) -> list[tuple[str, str]]:
     urls.append(("get", reverse("loom:task", args=[task_id])))
     urls += [("post", reverse("loom:task-action", args=[task_id, a])) for a in ("retry", "cancel", "delete")]
     urls.append(("post", reverse("loom:bulk-action")))
+    urls += [("post", reverse("loom:queue-action", args=["default", a])) for a in ("pause", "resume")]
     urls.append(("get", reverse("loom:live") + "?url=/loom/"))
     return urls
 
@@ -171,6 +172,43 @@ def test_overview_shows_queues_counts_and_the_chart(admin, failed):
     assert re.search(r'data-label="Queue"><a [^>]+>reports</a>', page)
     assert re.search(r'ld-stat__value">1</span><span class="ld-stat__label">Failed, last hour', page)
     assert page.count('class="ld-chart__bad"') == 1 and "1 finished in the last hour" in page
+
+
+def test_queues_pause_and_resume_from_the_overview_with_their_limits(admin, staff_readonly, settings):
+    from loom import queues
+
+    queues.set_limits("reports", concurrency=2, rate="30/m")
+    page = admin.get(reverse("loom:overview")).content.decode()
+    row = re.search(r'data-key="q-reports">(.*?)</tr>', page, re.S)[1]
+    assert "≤ 2 at once" in row and "≤ 30/m" in row and ">Pause<" in row and "data-paused" not in row
+    assert ">Pause<" not in staff_readonly.get(reverse("loom:overview")).content.decode()
+    assert staff_readonly.post(reverse("loom:queue-action", args=["reports", "pause"])).status_code == 403
+    assert not queues.is_paused("reports")
+
+    response = admin.post(reverse("loom:queue-action", args=["reports", "pause"]), follow=True)
+    assert "Queue reports paused" in response.content.decode() and queues.is_paused("reports")
+    row = re.search(r'data-key="q-reports">(.*?)</tr>', response.content.decode(), re.S)[1]
+    assert "data-paused" in row and ">Resume<" in row
+    admin.post(reverse("loom:queue-action", args=["reports", "resume"]))
+    assert not queues.is_paused("reports")
+    assert admin.post(reverse("loom:queue-action", args=["reports", "explode"])).status_code == 403
+    response = admin.post(reverse("loom:queue-action", args=["nosuch", "pause"]), follow=True)
+    assert "is not in TASKS" in response.content.decode()
+
+
+def test_keys_show_on_the_overview_and_the_task_page(admin):
+    from loom.compat import SUPPORTS_TASK_OPTIONS
+
+    if not SUPPORTS_TASK_OPTIONS:
+        pytest.skip("per-task options need Django 6.1 or 5.2's backport")
+    keyed = tasks.add.using(concurrency_key="tenant-7", concurrency_limit=3, fair_key="tenant-7",
+                            unique_key="sum-7")
+    result = keyed.enqueue(3, 4)
+    page = admin.get(reverse("loom:overview")).content.decode()
+    row = re.search(r'data-key="k-tenant-7">(.*?)</tr>', page, re.S)[1]
+    assert re.findall(r'ld-num">(\d+|—)<', row) == ["0", "3", "1"]  # running, limit, waiting
+    detail = admin.get(reverse("loom:task", args=[result.id])).content.decode()
+    assert "tenant-7 (at most 3 at once)" in detail and "sum-7" in detail and "data-fair-key" in detail
 
 
 def test_task_list_filters_and_searches(admin, failed):

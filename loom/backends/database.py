@@ -74,14 +74,6 @@ class DatabaseBackend(BaseTaskBackend):
                 "@django.tasks.task before enqueueing it."
             )
         super().validate_task(task)
-        max_attempts = getattr(task, "max_attempts", None)
-        if max_attempts is not None and (
-            not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1
-        ):
-            raise InvalidTask(f"max_attempts must be a whole number >= 1, got {max_attempts!r}.")
-        timeout = getattr(task, "timeout", None)
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise InvalidTask(f"timeout must be a number of seconds > 0, got {timeout!r}.")
 
     def _check_importable(self, task: Task) -> None:
         """A worker imports the task by module path and runs it only if it finds this Task there."""
@@ -128,6 +120,12 @@ class DatabaseBackend(BaseTaskBackend):
         timeout = getattr(task, "timeout", None) or self.config.timeout
         hard_timeout = getattr(task, "hard_timeout", None) or (
             None if timeout is None else timeout + self.config.hard_timeout_grace)
+        concurrency_key = getattr(task, "concurrency_key", None)
+        flow: dict[str, Any] = dict(
+                    unique_key=getattr(task, "unique_key", None), unique_window=getattr(task, "unique_window", None),
+                    unique_replace=getattr(task, "replace", False), concurrency_key=concurrency_key,
+                    concurrency_limit=getattr(task, "concurrency_limit", 1) if concurrency_key else None,
+                    fair_key=getattr(task, "fair_key", None))
         built = []
         for args, kwargs in calls:
             args, kwargs = self._encode_arguments(args, kwargs)
@@ -146,6 +144,7 @@ class DatabaseBackend(BaseTaskBackend):
                 timeout=timeout,
                 hard_timeout=hard_timeout,
                 trace_context=telemetry.carrier(),
+                **flow,
             ))
         return built
 
@@ -162,19 +161,35 @@ class DatabaseBackend(BaseTaskBackend):
 
     @telemetry.traced_enqueue
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        [record] = self._build(task, [(args, kwargs)], timezone.now())
+        now = timezone.now()
+        [record] = self._build(task, [(args, kwargs)], now)
+        if record.unique_key is not None:
+            return self._enqueue_unique(task, record, now)
         self.store.insert([record])
         result = self._result_for(task, record)
         self._announce([result])
         return result
 
+    def _enqueue_unique(self, task: Task, record: NewTask, now: datetime) -> TaskResult:
+        """The new task, or the one that holds its unique key (same id, its own state)."""
+        holder = self.store.insert_unique(record, now)
+        if holder == str(record.id):
+            result = self._result_for(task, record)
+            self._announce([result])
+            return result
+        return self.get_result(holder)
+
     @telemetry.traced_enqueue
     def enqueue_many(self, task: Task, calls: Iterable[tuple[Any, Any]]) -> list[TaskResult]:
         """Enqueue many calls of one task in one statement (COPY on PostgreSQL), atomically
         with the caller's transaction; every call is validated before anything is written."""
-        records = self._build(task, calls, timezone.now())
+        now = timezone.now()
+        records = self._build(task, calls, now)
         if not records:
             return []
+        if records[0].unique_key is not None:  # one key for all the calls: each after the other
+            with transaction.atomic(using=self.store.alias):
+                return [self._enqueue_unique(task, record, now) for record in records]
         self.store.insert(records)
         enqueued = [self._result_for(task, record) for record in records]
         self._announce(enqueued)

@@ -40,16 +40,21 @@ def backend_or_error(alias: str):
 
 def snapshot(backend) -> dict:
     from loom import queries
+    from loom import queues as queue_state
 
     now = timezone.now()
     queues = queries.queue_rows(backend, now)
+    flow = {q.name: q for q in queue_state.overview(backend.alias)}
     workers = queries.worker_rows(backend, now)
     return {
         "backend": backend.alias,
         "at": now.isoformat(),
         "queues": [{"name": q.name, "ready": q.ready, "scheduled": q.scheduled, "running": q.running,
                     "failed_last_hour": q.failed_hour,
-                    "oldest_due_seconds": round((now - q.oldest_due).total_seconds(), 1) if q.oldest_due else None}
+                    "oldest_due_seconds": round((now - q.oldest_due).total_seconds(), 1) if q.oldest_due else None,
+                    "paused": bool(flow.get(q.name) and flow[q.name].paused),
+                    "concurrency": flow[q.name].concurrency if q.name in flow else None,
+                    "rate": flow[q.name].rate if q.name in flow else None}
                    for q in queues],
         "tasks": {k.lower(): v for k, v in queries.status_counts(backend).items()},
         "workers": [{"id": w.id, "alive": w.alive, "state": w.state,
@@ -84,8 +89,11 @@ def render(data: dict) -> str:
     lines.append(header)
     for q in data["queues"]:
         oldest = ago(q["oldest_due_seconds"], suffix="") if q["oldest_due_seconds"] is not None else "-"
+        flow = [text for text in ("PAUSED" if q.get("paused") else "",
+                                  f"concurrency {q['concurrency']}" if q.get("concurrency") else "",
+                                  f"rate {q['rate']}" if q.get("rate") else "") if text]
         lines.append(f"{q['name'][:20]:<20} {q['ready']:>7} {q['scheduled']:>9} {q['running']:>7} "
-                     f"{q['failed_last_hour']:>9}  {oldest}")
+                     f"{q['failed_last_hour']:>9}  {oldest}" + (f"  [{', '.join(flow)}]" if flow else ""))
     if not data["queues"]:
         lines.append("(no queues)")
     lines.append("")

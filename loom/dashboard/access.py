@@ -24,6 +24,9 @@ ACTION_PERMISSIONS = {
     "delete": "loom.delete_taskrecord",
 }
 
+# Permission to pause and resume queues (they stop or start every worker's claims).
+QUEUE_PERMISSION = "loom.change_taskrecord"
+
 
 def login_url() -> str:
     try:

@@ -90,3 +90,28 @@ def bulk_action(request: HttpRequest) -> HttpResponseRedirect:
     what = f"{report.changed} of {len(ids)} selected {'task' if len(ids) == 1 else 'tasks'}"
     _notify(request, describe(report, what), report.changed == len(ids))
     return _next(request, reverse("loom:tasks"))
+
+
+@staff_required
+@require_POST
+@csrf_protect
+def queue_action(request: HttpRequest, queue: str, action: str) -> HttpResponseRedirect:
+    """Pause or resume a queue for every worker (``loom.queues``)."""
+    from django.core.exceptions import PermissionDenied
+
+    from loom import queues
+    from loom.dashboard.access import QUEUE_PERMISSION
+
+    if action not in ("pause", "resume"):
+        raise PermissionDenied(f"Unknown queue action {action!r}: use pause or resume.")
+    if not request.user.has_perm(QUEUE_PERMISSION):
+        raise PermissionDenied(f"You need the {QUEUE_PERMISSION} permission to {action} queues.")
+    backend = queries.pick_backend(request.POST.get("backend"))
+    try:
+        (queues.pause if action == "pause" else queues.resume)(queue, backend=backend.alias)
+    except ValueError as exc:
+        _notify(request, str(exc), False)
+    else:
+        _notify(request, f"Queue {queue} {'paused: no worker starts its tasks' if action == 'pause' else 'resumed'}.",
+                True)
+    return _next(request, reverse("loom:overview"))

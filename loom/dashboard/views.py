@@ -21,7 +21,7 @@ from django.utils import timezone
 from loom import queries
 from loom.actions import applies
 from loom.attempts import current_progress, history, last_error_line
-from loom.dashboard.access import allowed_actions, staff_required
+from loom.dashboard.access import QUEUE_PERMISSION, allowed_actions, staff_required
 from loom.models import Status, TaskRecord
 from loom.phase import phase_of
 from loom.sse import record_snapshot
@@ -52,6 +52,9 @@ def overview_region(request: HttpRequest, query: QueryDict) -> dict:
     workers = queries.worker_rows(backend, now)
     context.update(
         queues=queues,
+        keys=queries.concurrency_keys(backend),
+        can_pause=request.user.has_perm(QUEUE_PERMISSION),
+        this_url=reverse("loom:overview") + context["backend_query"],
         ready=sum(q.ready for q in queues),
         scheduled=sum(q.scheduled for q in queues),
         running=sum(q.running for q in queues),

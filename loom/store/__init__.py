@@ -23,15 +23,18 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, connections
 
 from loom.codec import dumps, pg_array
 from loom.records import CLAIM_COLUMNS, ClaimedTask, NewTask, Outcome
+from loom.store.flow import FlowControl
 from loom.store.operations import OperatorActions
 from loom.store.rows import rows_as_dicts
 
 # NewTask fields in the order Store._copy writes them (all are TaskRecord columns of the same name).
 NEW_TASK_FIELDS = ("id", "task_path", "backend", "queue_name", "priority", "args", "kwargs", "run_after",
-                   "available_at", "enqueued_at", "max_attempts", "timeout", "hard_timeout", "trace_context")
+                   "available_at", "enqueued_at", "max_attempts", "timeout", "hard_timeout", "trace_context",
+                   "unique_key", "unique_window", "unique_replace", "concurrency_key", "concurrency_limit",
+                   "fair_key")
 
 # Parameters of one row of insert.sql.
-INSERT_PARAMS = 14
+INSERT_PARAMS = 20
 
 SQL_DIR = Path(__file__).with_name("sql")
 VENDOR_DIRS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
@@ -69,11 +72,13 @@ def load(vendor: str, name: str) -> Statement:
     return Statement(name=name, text="\n".join(body).strip(), row=row, join=join)
 
 
-class Store(OperatorActions):
+class Store(OperatorActions, FlowControl):
     """Named queries over one database alias. Cheap to build; holds no connection itself."""
 
     def __init__(self, alias: str = "default") -> None:
         self.alias = alias
+        # The flow claim's ranked keyed backlog (loom.store.flow), per claim signature.
+        self._keyed_cache: dict = {}
 
     @property
     def connection(self):
@@ -119,6 +124,18 @@ class Store(OperatorActions):
             return "1 = 1" if keep else "1 = 0"
         return f"id {'NOT IN' if keep else 'IN'} ({self._in_list(values, params)})"
 
+    def _superseded(self, table: str = "loom_task") -> str:
+        """SQL: this row (``table``) is a debounced task (replace=True) whose unique key another
+        row holds, so it must not go back to READY (the statements end it CANCELLED instead)."""
+        if self.vendor == "mysql":  # MariaDB cannot read the table it updates but through a copy
+            slot = f"CONCAT({table}.backend, '|', {table}.task_path, '|', {table}.unique_key)"
+            rows = "(SELECT id, unique_slot FROM loom_task WHERE unique_slot IS NOT NULL)"
+        else:
+            slot = f"{table}.backend || '|' || {table}.task_path || '|' || {table}.unique_key"
+            rows = "loom_task"
+        return (f"({table}.unique_replace AND {table}.unique_key IS NOT NULL AND EXISTS "
+                f"(SELECT 1 FROM {rows} AS dup WHERE dup.unique_slot = {slot} AND dup.id <> {table}.id))")
+
     def answers(self) -> bool:
         """Whether the database answers a trivial query now (reconnecting if the connection broke).
         Tells an outage (keep the work, retry later) from a statement the database refuses."""
@@ -157,12 +174,47 @@ class Store(OperatorActions):
                 chunk = tasks[start:start + per_statement]
                 params: list = []
                 for t in chunk:
-                    params += [self._id(str(t.id)), t.task_path, t.backend, t.queue_name, t.priority,
-                               dumps(t.args), dumps(t.kwargs), self._dt(t.run_after), self._dt(t.available_at),
-                               self._dt(t.enqueued_at), t.max_attempts, t.timeout, t.hard_timeout,
-                               None if t.trace_context is None else dumps(t.trace_context)]
+                    params += self._row(t)
                 cursor.execute(statement.text.format(rows=statement.join.join([statement.row] * len(chunk))),
                                params)
+
+    def insert_unique(self, task: NewTask, now: dt.datetime) -> str:
+        """Insert ``task`` unless a task holds its unique key; return the id of the task that
+        holds it now (``task.id`` when inserted). One statement decides (the unique index on
+        ``unique_slot``); an expired window is released just before, in the same transaction."""
+        slot = f"{task.backend}|{task.task_path}|{task.unique_key}"
+        if task.unique_replace:
+            updates = ["args", "kwargs", "run_after", "available_at"]
+            if self.vendor == "mysql":
+                clause = "ON DUPLICATE KEY UPDATE " + ", ".join(
+                    f"{c} = IF(status = 'READY', VALUES({c}), {c})" for c in updates)
+            else:
+                clause = ("ON CONFLICT (unique_slot) DO UPDATE SET "
+                          + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates) + " WHERE loom_task.status = 'READY'")
+        elif self.vendor == "mysql":
+            clause = "ON DUPLICATE KEY UPDATE unique_key = VALUES(unique_key)"
+        else:
+            clause = "ON CONFLICT (unique_slot) DO UPDATE SET unique_key = EXCLUDED.unique_key"
+        statement = load(self.vendor, "insert_unique")
+        sql = statement.text.format(rows=statement.row, on_conflict=clause)
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            cursor.execute(load(self.vendor, "release_unique").text, {"slot": slot, "now": self._dt(now)})
+            for _ in range(3):
+                cursor.execute(sql, self._row(task))
+                row = cursor.fetchone()
+                if row is None:  # replace met a running holder of the key (enqueued without replace)
+                    cursor.execute("SELECT id FROM loom_task WHERE unique_slot = %s", [slot])
+                    row = cursor.fetchone()
+                if row is not None:  # else the holder just let go of the key: insert again
+                    return _uuid_str(row[0])
+        raise DatabaseError(f"could not insert or find the holder of unique key {task.unique_key!r}")
+
+    def _row(self, t: NewTask) -> list:
+        """insert.sql's parameters for one task, in NEW_TASK_FIELDS order."""
+        return [self._id(str(t.id)), t.task_path, t.backend, t.queue_name, t.priority, dumps(t.args),
+                dumps(t.kwargs), self._dt(t.run_after), self._dt(t.available_at), self._dt(t.enqueued_at),
+                t.max_attempts, t.timeout, t.hard_timeout, None if t.trace_context is None else dumps(t.trace_context),
+                t.unique_key, t.unique_window, t.unique_replace, t.concurrency_key, t.concurrency_limit, t.fair_key]
 
     def _copy(self, tasks: Sequence[NewTask]) -> None:
         columns = [*NEW_TASK_FIELDS, "status", "attempts", "worker_ids", "errors", "cancel_requested",
@@ -174,7 +226,9 @@ class Store(OperatorActions):
                     copy.write_row((t.id, t.task_path, t.backend, t.queue_name, t.priority,
                                     dumps(t.args), dumps(t.kwargs), t.run_after, t.available_at,
                                     t.enqueued_at, t.max_attempts, t.timeout, t.hard_timeout,
-                                    t.trace_context and dumps(t.trace_context), "READY", 0, "[]", "[]", False, ""))
+                                    t.trace_context and dumps(t.trace_context), t.unique_key, t.unique_window,
+                                    t.unique_replace, t.concurrency_key, t.concurrency_limit, t.fair_key,
+                                    "READY", 0, "[]", "[]", False, ""))
 
     def claim(
         self,
@@ -183,13 +237,19 @@ class Store(OperatorActions):
         limit: int,
         now: dt.datetime,
         lease_until: dt.datetime,
+        exclude: Iterable[str] = (),
     ) -> list[ClaimedTask]:
         """Claim up to ``limit`` due rows, highest priority then oldest, in one statement, and
-        return them as the claim statement itself returned them."""
+        return them as the claim statement itself returned them. Tasks under flow control are
+        left to ``claim_flow``; ``exclude`` names queues to leave out (paused, limited) when
+        ``queues`` is None (every queue)."""
         if limit <= 0:
             return []
         params = {"worker": worker_id, "now": self._dt(now), "lease": self._dt(lease_until), "limit": limit}
         queue_filter = self._queue_filter(queues, params)
+        exclude = sorted(exclude)
+        if exclude and not queues:
+            queue_filter += f" AND queue_name NOT IN ({self._in_list(exclude, params, 'x')})"
         columns = ", ".join(CLAIM_COLUMNS)
         if self.vendor == "mysql":
             rows = self._claim_mysql(params, queue_filter, columns)
@@ -226,9 +286,11 @@ class Store(OperatorActions):
                        pg_array(_iso(c.available_at) for c in completions),
                        pg_array(c.return_value_json for c in completions),
                        pg_array(c.errors_json for c in completions),
-                       pg_array(str(c.attempt) for c in completions), worker_id]
+                       pg_array(str(c.attempt) for c in completions),
+                       pg_array(_iso(c.unique_until) for c in completions), worker_id]
             with self.connection.cursor() as cursor:
-                cursor.execute(load("postgresql", "complete_many").text, columns)
+                cursor.execute(load("postgresql", "complete_many").text.format(superseded=self._superseded("t")),
+                               columns)
                 return cursor.rowcount
         statement = load(self.vendor, "complete_many")
         params: list = []
@@ -241,9 +303,11 @@ class Store(OperatorActions):
                 c.return_value_json,
                 c.errors_json,
                 c.attempt,
+                self._dt(c.unique_until),
             ]
         params.append(worker_id)
-        sql = statement.text.format(rows=statement.join.join([statement.row] * len(completions)))
+        sql = statement.text.format(rows=statement.join.join([statement.row] * len(completions)),
+                                    superseded=self._superseded("t" if self.vendor == "mysql" else "loom_task"))
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.rowcount
@@ -261,8 +325,11 @@ class Store(OperatorActions):
         return self._release(worker_id, list(held), keep=True)
 
     def _release(self, worker_id: str, ids: list, *, keep: bool) -> int:
-        params: dict = {"worker": worker_id}
-        sql = load(self.vendor, "release").text.format(where=self._ids_where(ids, params, keep=keep))
+        from django.utils import timezone
+
+        params: dict = {"worker": worker_id, "now": self._dt(timezone.now())}
+        sql = load(self.vendor, "release").text.format(where=self._ids_where(ids, params, keep=keep),
+                                                       superseded=self._superseded())
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()[0] if self.vendor == "postgresql" else cursor.rowcount
@@ -314,9 +381,11 @@ class Store(OperatorActions):
                     cursor.execute(f"SELECT id FROM loom_task WHERE status = 'RUNNING' AND {where} FOR UPDATE",
                                    params)
                     ids = [row[0] for row in cursor.fetchall()]
-                    cursor.execute(load("mysql", "rescue").text.format(where=where), params)
+                    cursor.execute(load("mysql", "rescue").text.format(where=where, superseded=self._superseded()),
+                                   params)
             else:
-                cursor.execute(load(self.vendor, "rescue").text.format(where=where), params)
+                cursor.execute(load(self.vendor, "rescue").text.format(where=where, superseded=self._superseded()),
+                               params)
                 ids = [row[0] for row in cursor.fetchall()]
         return [_uuid_str(i) for i in ids]
 
@@ -408,7 +477,7 @@ class Store(OperatorActions):
 
     # -- reads (ORM) ---------------------------------------------------------------------------
 
-    def next_available_at(self, queues: Sequence[str] | None) -> dt.datetime | None:
+    def next_available_at(self, queues: Sequence[str] | None, exclude: Iterable[str] = ()) -> dt.datetime | None:
         """When the earliest READY row becomes due, so an idle worker can sleep until then."""
         from django.db.models import Min
 
@@ -417,6 +486,8 @@ class Store(OperatorActions):
         qs = TaskRecord.objects.using(self.alias).ready()
         if queues:
             qs = qs.filter(queue_name__in=list(queues))
+        if exclude:
+            qs = qs.exclude(queue_name__in=list(exclude))
         return qs.aggregate(at=Min("available_at"))["at"]
 
 

@@ -20,7 +20,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterable
 
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 from django.db.models.expressions import RawSQL
 
 # Tries of one operator write that SQLite refuses with "database is locked".
@@ -77,24 +77,48 @@ class OperatorActions:
 
         return RawSQL(APPEND_ERROR[self.vendor], [codec.dumps(entry)], output_field=JSONText())
 
-    def retry(self, ids: Iterable[str], now: dt.datetime) -> int:
+    def retry(self, ids: Iterable[str], now: dt.datetime) -> tuple[int, list[str]]:
         """Put FAILED or CANCELLED tasks back to READY now, allowing them one more attempt.
 
-        The last attempt's progress is cleared: the bar belongs to the attempt that reported it."""
+        Returns how many changed and the ids left alone because another task with the same
+        unique key waits or runs (the database refuses a second holder: ``loom_task_unique``).
+        Those are rare, so the common case stays one statement; only when it is refused does
+        each task get its own. The last attempt's progress is cleared: the bar belongs to the
+        attempt that reported it."""
+        from django.db import IntegrityError
         from django.db.models import Case, F, PositiveIntegerField, Value, When
 
-        retryable = self._tasks(ids).filter(status__in=["FAILED", "CANCELLED"])
-        queues = list(retryable.values_list("queue_name", flat=True).distinct()) if self.vendor == "postgresql" else []
-        changed = self._write(lambda: retryable.update(
-            status="READY", available_at=now, finished_at=None, cancel_requested=False,
-            max_attempts=Case(When(max_attempts__lte=F("attempts"),
-                                   then=F("attempts") + Value(1, output_field=PositiveIntegerField())),
-                              default=F("max_attempts"), output_field=PositiveIntegerField()),
-            progress_current=None, progress_total=None, progress_message="", progress_at=None,
-        ))
+        def put_back(targets: list[str]) -> int:
+            if self.connection.in_atomic_block:  # a refused statement must not spoil the caller's transaction
+                with transaction.atomic(using=self.alias):
+                    return update(targets)
+            return self._write(lambda: update(targets))
+
+        def update(targets: list[str]) -> int:
+            return self._tasks(targets).filter(status__in=["FAILED", "CANCELLED"]).update(
+                status="READY", available_at=now, finished_at=None, cancel_requested=False, unique_until=None,
+                max_attempts=Case(When(max_attempts__lte=F("attempts"),
+                                       then=F("attempts") + Value(1, output_field=PositiveIntegerField())),
+                                  default=F("max_attempts"), output_field=PositiveIntegerField()),
+                progress_current=None, progress_total=None, progress_message="", progress_at=None,
+            )
+
+        ids = [str(i) for i in ids]
+        queues = (list(self._tasks(ids).values_list("queue_name", flat=True).distinct())
+                  if self.vendor == "postgresql" else [])
+        held: list[str] = []
+        try:
+            changed = put_back(ids)
+        except IntegrityError:
+            changed = 0
+            for one in ids:
+                try:
+                    changed += put_back([one])
+                except IntegrityError:
+                    held.append(one)
         if changed:
             self._notify(queues)
-        return changed
+        return changed, held
 
     def cancel(self, ids: Iterable[str], now: dt.datetime) -> int:
         """Cancel READY tasks at once (they never run) and ask workers to stop RUNNING ones.

@@ -135,7 +135,8 @@ class Worker:
                                  batch_size=self.config.batch_size, prefetch=prefetch,
                                  hand_off=self.completer.put, on_done=self._task_done)
         self.fetcher = Fetcher(self.store, self.id, self.queues, self.config, self.inflight, clock,
-                               listener=listener_for(self.store, self.queues, self.config), burst=burst)
+                               listener=listener_for(self.store, self.queues, self.config), burst=burst,
+                               backend=backend)
         self.heartbeat = Heartbeat(self.store, self.id, self.config.lease_seconds, clock, self.inflight.held_ids,
                                    queues=self.queues, concurrency={"threads": threads, "async": async_limit},
                                    tasks_done=lambda: self.inflight.finished)

@@ -29,12 +29,17 @@ from typing import Any
 from loom.conf import Options
 from loom.service import Service
 from loom.store import Store
+from loom.store.flow import FlowSnapshot
 from loom.worker.inflight import InFlight
 
 # Fastest idle poll for databases without a wake-up signal (MariaDB/MySQL), in seconds.
 MIN_POLL = 0.01
 # A --burst run also waits for the retries it scheduled that are due within this many seconds.
 BURST_RETRY_HORIZON = 10.0
+# Seconds between two reads of the queues' state (pause, limits): a pause stops claims within it.
+FLOW_REFRESH = 0.5
+# Longest wait, in seconds, while due tasks wait only for a limit to free up (or a resume).
+FLOW_POLL = 0.1
 
 
 class Fetcher(Service):
@@ -43,9 +48,12 @@ class Fetcher(Service):
 
     def __init__(self, store: Store, worker_id: str, queues: Sequence[str] | None, config: Options,
                  inflight: InFlight, clock: Callable[[], datetime], *, listener: Any = None,
-                 burst: bool = False) -> None:
+                 burst: bool = False, backend: str = "default") -> None:
         super().__init__()
         self.store = store
+        self.backend = backend
+        self.flow = FlowSnapshot()
+        self._flow_due = 0.0
         self.worker_id = worker_id
         self.queues = queues
         self.config = config
@@ -125,23 +133,52 @@ class Fetcher(Service):
         if self._orphans_possible:
             self.store.release_orphans(self.worker_id, self.inflight.held_ids())
             self._orphans_possible = False
-        limit = min(room, self.config.batch_size)
         now = self.clock()
-        self._orphans_possible = True  # until the claim's rows are in InFlight's hands
-        claimed = self.store.claim(self.worker_id, self.queues, limit, now,
-                                   now + timedelta(seconds=self.config.lease_seconds))
+        if time.monotonic() >= self._flow_due:
+            self.flow = self.store.flow_snapshot(self.backend, self.queues, self.config.queue_limits)
+            self._flow_due = time.monotonic() + FLOW_REFRESH
+        self._orphans_possible = True  # until the claims' rows are in InFlight's hands
+        claimed = self._claim(min(room, self.config.batch_size), now,
+                              now + timedelta(seconds=self.config.lease_seconds))
         self.inflight.dispatch(claimed)
         self._orphans_possible = False
         self.claimed += len(claimed)
         if claimed:
             self._idle_delay = MIN_POLL
             return 0  # there may be more due right now
-        if self.burst and self.inflight.idle() and not self._retry_soon(now):
+        if self.burst and self.inflight.idle() and not self._retry_soon(now) and not self._throttled(now):
             self.drained.set()
             return None
         timeout = self._idle_timeout()
         self._idle_delay = min(self._idle_delay * 2, self.config.poll_interval)
         return timeout
+
+    def _claim(self, limit: int, now: datetime, lease_until: datetime) -> list:
+        """The plain claim for plain queues; the flow claim (loom.store.flow) for tasks under
+        flow control and limited queues, given half the room when both may have work, so that
+        neither starves the other. Paused queues are left out of both."""
+        flow = self.flow
+        held_back = flow.paused | set(flow.limits)
+        plain = [q for q in self.queues if q not in held_back] if self.queues else None
+        claimed: list = []
+        if flow.limits or flow.flow_waiting:
+            share = limit if self.queues and not plain else max(1, limit // 2)
+            claimed = self.store.claim_flow(self.worker_id, self.backend, self.queues, flow.limits, share, now,
+                                            lease_until, exclude=flow.paused, keyed=flow.flow_waiting)
+        if (plain is None or plain) and len(claimed) < limit:
+            claimed += self.store.claim(self.worker_id, plain, limit - len(claimed), now, lease_until,
+                                        exclude=held_back if plain is None else ())
+        return claimed
+
+    def _throttled(self, now: datetime) -> bool:
+        """Due tasks wait only for a limit to free up (a --burst run waits for them too)."""
+        if not (self.flow.limits or self.flow.flow_waiting):
+            return False
+        queues = [q for q in self.queues if q not in self.flow.paused] if self.queues else None
+        if queues == []:
+            return False
+        due = self.store.next_available_at(queues, exclude=self.flow.paused if queues is None else ())
+        return due is not None and due <= now
 
     def _retry_soon(self, now: datetime) -> bool:
         retry_at = self.inflight.retry_at
@@ -149,9 +186,17 @@ class Fetcher(Service):
 
     def _idle_timeout(self) -> float:
         timeout = self.config.poll_interval if self.listener is not None else self._idle_delay
+        if self.flow.limits or self.flow.flow_waiting:
+            timeout = min(timeout, FLOW_REFRESH)  # limits free up without a notification
         due = self.store.next_available_at(self.queues)
         if due is not None:
-            timeout = min(timeout, max((due - self.clock()).total_seconds(), 0.0) + 0.001)
+            wait = (due - self.clock()).total_seconds()
+            if wait <= 0 and (self.flow.limits or self.flow.flow_waiting or self.flow.paused):
+                # Due tasks this claim left alone wait for a slot, a rate window or a resume: our
+                # own finishing tasks wake us (``_written``); another host's, within FLOW_POLL.
+                timeout = min(timeout, FLOW_POLL)
+            else:
+                timeout = min(timeout, max(wait, 0.0) + 0.001)
         return timeout
 
     def on_stop(self) -> None:

@@ -4,7 +4,8 @@
 -- claim's changes (attempts + 1, started_at, worker_ids) to the rows it read.
 SELECT {columns}
 FROM loom_task
-WHERE status = 'READY' {queue_filter} AND available_at <= %(now)s
+WHERE status = 'READY' AND concurrency_key IS NULL AND fair_key IS NULL {queue_filter}
+      AND available_at <= %(now)s
 ORDER BY priority DESC, available_at, id
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED

@@ -3,8 +3,10 @@
 -- computed before anything they read changes, and errors before claimed_by is cleared. errors is
 -- text kept verbatim: the entry is appended as text.
 UPDATE loom_task
-SET finished_at = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s THEN NULL ELSE %(now)s END,
-    status = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s THEN 'READY' ELSE 'FAILED' END,
+SET finished_at = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s AND NOT {superseded}
+                       THEN NULL ELSE %(now)s END,
+    status = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s
+                  THEN CASE WHEN {superseded} THEN 'CANCELLED' ELSE 'READY' END ELSE 'FAILED' END,
     available_at = %(now)s,
     errors = CONCAT(LEFT(RTRIM(errors), CHAR_LENGTH(RTRIM(errors)) - 1),
                     IF(RTRIM(errors) = '[]', '', ','),

@@ -5,10 +5,14 @@
 -- stays counted and the reason is appended to errors as one attempt entry (attempt, worker,
 -- start, end), so a task that kills its worker every time cannot loop forever. errors is a json
 -- column kept verbatim, so the entry is appended as text. Wakes workers for the READY ones.
+-- {superseded}: a debounced task (replace=True) whose key a newer waiting task holds is not
+-- put back: the newer one has the latest arguments, so this one ends CANCELLED.
 WITH rescued AS (
     UPDATE loom_task
-    SET status = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s THEN 'READY' ELSE 'FAILED' END,
-        finished_at = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s THEN NULL ELSE %(now)s END,
+    SET status = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s
+                       THEN CASE WHEN {superseded} THEN 'CANCELLED' ELSE 'READY' END ELSE 'FAILED' END,
+        finished_at = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s AND NOT {superseded}
+                           THEN NULL ELSE %(now)s END,
         available_at = %(now)s,
         errors = (left(rtrim(errors::text), -1)
                   || CASE WHEN rtrim(errors::text) = '[]' THEN '' ELSE ',' END

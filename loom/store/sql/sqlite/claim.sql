@@ -15,7 +15,8 @@ SET status = 'RUNNING',
 WHERE id IN (
     SELECT id
     FROM loom_task INDEXED BY loom_task_claim
-    WHERE status = 'READY' {queue_filter} AND available_at <= %(now)s
+    WHERE status = 'READY' AND concurrency_key IS NULL AND fair_key IS NULL {queue_filter}
+      AND available_at <= %(now)s
     ORDER BY priority DESC, available_at, id
     LIMIT %(limit)s
 )

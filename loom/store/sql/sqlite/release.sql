@@ -1,7 +1,8 @@
 -- name: release
 -- See postgresql/release.sql.
 UPDATE loom_task
-SET status = 'READY',
+SET status = CASE WHEN {superseded} THEN 'CANCELLED' ELSE 'READY' END,
+    finished_at = CASE WHEN {superseded} THEN %(now)s ELSE NULL END,
     claimed_by = NULL,
     lease_expires_at = NULL,
     attempts = attempts - 1,

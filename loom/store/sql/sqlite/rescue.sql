@@ -1,8 +1,10 @@
 -- name: rescue
 -- See postgresql/rescue.sql (errors is text kept verbatim: the entry is appended as text).
 UPDATE loom_task
-SET status = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s THEN 'READY' ELSE 'FAILED' END,
-    finished_at = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s THEN NULL ELSE %(now)s END,
+SET status = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s
+                       THEN CASE WHEN {superseded} THEN 'CANCELLED' ELSE 'READY' END ELSE 'FAILED' END,
+    finished_at = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s AND NOT {superseded}
+                       THEN NULL ELSE %(now)s END,
     available_at = %(now)s,
     errors = substr(rtrim(errors), 1, length(rtrim(errors)) - 1)
              || CASE WHEN rtrim(errors) = '[]' THEN '' ELSE ',' END
