@@ -226,14 +226,13 @@ class WorkerRecord(models.Model):
 class QueueState(models.Model):
     """What operators set on a queue at run time: paused, and limits that override
     OPTIONS["QUEUE_LIMITS"] (``limits``: {"concurrency": N | None, "rate": "N/m" | None}; a key
-    that is absent takes the OPTIONS default, None means no limit). ``rate_next_at`` is the rate
-    limiter's state: the earliest a task of the queue may start next."""
+    that is absent takes the OPTIONS default, None means no limit). The rate limiter's state is
+    ``RateStart``."""
 
     backend = models.CharField(max_length=100, default="default")
     name = models.CharField(max_length=100)
     paused = models.BooleanField(default=False)
     limits = models.JSONField(default=dict, blank=True)
-    rate_next_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -20,7 +20,6 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=100)),
                 ('paused', models.BooleanField(default=False)),
                 ('limits', models.JSONField(blank=True, default=dict)),
-                ('rate_next_at', models.DateTimeField(blank=True, null=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
             ],
             options={
