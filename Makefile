@@ -16,7 +16,7 @@ LIGHT := -m "not heavy"
 OTHER_DJANGO := $(LIGHT) --ignore=tests/browser
 DATABASES := sqlite postgresql mysql
 
-.PHONY: demo test check smoke test-sqlite test-postgresql test-mysql test-django60 test-django52 venv venvs bench clean
+.PHONY: demo test check smoke bench-features test-sqlite test-postgresql test-mysql test-django60 test-django52 venv venvs bench clean
 
 $(PY):
 	@python=$${PYTHON:-$$(sh scripts/find_python.sh)} || exit 1; \
@@ -92,3 +92,9 @@ bench:
 	[ -x bench/.venvs/runner/bin/python ] || "$$python" -m venv bench/.venvs/runner; \
 	bench/.venvs/runner/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements/runner.txt
 	bench/.venvs/runner/bin/python bench/run.py $(ARGS)
+	$(MAKE) --no-print-directory bench-features
+
+# What loom's own features cost, loom against itself (no peer offers them): flow control's claim
+# (bench/flow.py) and workflows' steps and hops (bench/workflow.py), on SQLite and PostgreSQL.
+bench-features: venv
+	for db in sqlite postgresql; do $(PY) bench/flow.py --db $$db && $(PY) bench/workflow.py --db $$db || exit 1; done

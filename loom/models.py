@@ -171,6 +171,10 @@ class TaskRecord(models.Model):
     concurrency_key = models.CharField(max_length=200, null=True, blank=True)
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
     fair_key = models.CharField(max_length=200, null=True, blank=True)
+    # The workflow step (WorkflowNode) this task runs, if any (loom.workflow).
+    workflow_step = models.UUIDField(null=True, blank=True)
+    # The task's option atomic (loom.task.Task): its body and its success commit together.
+    atomic = models.BooleanField(default=False, db_default=False)
 
     objects = TaskRecordQuerySet.as_manager()
 
@@ -280,3 +284,67 @@ class PeriodicTick(models.Model):
     class Meta:
         db_table = "loom_periodic_tick"
         constraints = [models.UniqueConstraint(fields=["schedule", "tick_at"], name="loom_tick_once")]
+
+
+class Workflow(models.Model):
+    """A workflow (loom.workflow): its steps are ``WorkflowNode`` rows; its state moves in the
+    same transactions that record its steps' outcomes."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    backend = models.CharField(max_length=100, default="default")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = JSONText(null=True, blank=True)
+
+    class Meta:
+        db_table = "loom_workflow"
+
+    def __str__(self) -> str:
+        return f"workflow {self.id} [{self.status}]"
+
+
+class WorkflowNode(models.Model):
+    """One node of a workflow's tree: a call (one task) or a chain, group or chord of nodes.
+
+    ``number`` is the node's place in the tree's pre-order, ``parent`` the parent's number,
+    ``position`` its place among its siblings. A call's task exists from when the node starts
+    (``task_id``); a group counts its members still to succeed in ``remaining``."""
+
+    KINDS = ("call", "chain", "group", "chord")
+    PENDING = "PENDING"
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="nodes", db_constraint=False)
+    number = models.PositiveIntegerField()
+    parent = models.IntegerField(null=True, blank=True)
+    position = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=5)
+    task_path = models.CharField(max_length=200, blank=True, default="")
+    options = JSONText(default=dict, blank=True)
+    args = JSONText(default=list, blank=True)
+    kwargs = JSONText(default=dict, blank=True)
+    status = models.CharField(max_length=10, default="PENDING")
+    task_id = models.UUIDField(null=True, blank=True, db_index=True)
+    result = JSONText(null=True, blank=True)
+    remaining = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "loom_workflow_node"
+        constraints = [models.UniqueConstraint(fields=["workflow", "number"], name="loom_workflow_node_once")]
+        indexes = [models.Index(fields=["workflow", "parent", "position"], name="loom_workflow_children"),
+                   models.Index(fields=["status", "kind"], name="loom_workflow_node_status")]
+
+
+class StepRecord(models.Model):
+    """A durable step's result (``loom.step``): a run of the task that finds it skips the step."""
+
+    task_id = models.UUIDField()
+    name = models.CharField(max_length=200)
+    result = JSONText(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "loom_step"
+        constraints = [models.UniqueConstraint(fields=["task_id", "name"], name="loom_step_once")]
+        indexes = [models.Index(fields=["created_at"], name="loom_step_created")]

@@ -37,6 +37,8 @@ class NewTask:
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
     fair_key: str | None = None
+    workflow_step: uuid.UUID | None = None  # the loom.workflow node this task runs
+    atomic: bool = False  # loom.task.Task's option: body and success commit together
 
     @property
     def flow(self) -> bool:
@@ -48,7 +50,7 @@ class NewTask:
 CLAIM_COLUMNS = ("id", "task_path", "backend", "queue_name", "priority", "run_after", "args", "kwargs",
                  "available_at", "enqueued_at", "started_at", "last_attempted_at", "attempts", "max_attempts", "timeout",
                  "worker_ids", "errors",
-                 "trace_context", "unique_window")
+                 "trace_context", "unique_window", "workflow_step", "atomic")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,6 +77,8 @@ class ClaimedTask:
     errors: list[dict[str, Any]] = field(default_factory=list)
     trace_context: dict[str, str] | None = None  # loom.telemetry: parent of the run's span
     unique_window: float | None = None  # seconds a finished run keeps its unique key
+    workflow_step: str | None = None  # the loom.workflow node this task runs
+    atomic: bool = False  # run in one transaction with its success (loom.worker.atomic)
 
     def after_claim(self, worker_id: str, now: dt.datetime) -> "ClaimedTask":
         """The row as the claim left it, for databases whose claim reads before it writes."""
@@ -125,3 +129,7 @@ class Outcome:
     attempt: int
     # A final outcome of a task with a unique_window: until when it keeps its unique key.
     unique_until: dt.datetime | None = None
+    # The loom.workflow node the task runs: its outcome also moves the workflow on (Completer).
+    workflow_step: str | None = None
+    # Already written, in the task's own transaction (an atomic task): the Completer skips it.
+    written: bool = False

@@ -15,6 +15,7 @@ never a surprise in a worker. What flow-control options guarantee: docs/flow-con
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -25,7 +26,7 @@ from loom.compat import Task as DjangoTask
 
 # loom's options, as using() accepts them (Django's own four are not in this list).
 OPTIONS = ("max_attempts", "retry_backoff", "retry_on", "timeout", "hard_timeout", "unique_key",
-           "unique_window", "replace", "concurrency_key", "concurrency_limit", "fair_key")
+           "unique_window", "replace", "concurrency_key", "concurrency_limit", "fair_key", "atomic")
 # Longest key loom stores (unique, concurrency and fair keys are indexed columns).
 MAX_KEY_LENGTH = 200
 
@@ -53,6 +54,9 @@ class Task(DjangoTask):  # type: ignore[type-arg]  # Django's Task is generic on
     concurrency_limit: int = 1
     # Claims rotate between keys (a tenant, a user) within a queue and a priority.
     fair_key: str | None = None
+    # The body runs in transaction.atomic() on the backend's database, and its success is written
+    # in that same transaction: its database effects commit exactly once (docs/workflows.md).
+    atomic: bool = False
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -136,3 +140,8 @@ def check_options(task: Any) -> None:
         raise InvalidTask(f"concurrency_limit must be a whole number >= 1, got {limit!r}.")
     if limit != 1 and task.concurrency_key is None:
         raise InvalidTask("concurrency_limit only applies with a concurrency_key: set concurrency_key too.")
+    if not isinstance(task.atomic, bool):
+        raise InvalidTask(f"atomic must be True or False, got {task.atomic!r}.")
+    if task.atomic and inspect.iscoroutinefunction(task.func):
+        raise InvalidTask("atomic=True needs a plain (def) function: Django's transactions do not span "
+                          "an async function's awaits. Make the task a def, or drop atomic.")

@@ -12,12 +12,15 @@ and its maintenance services): it stands still until ``advance()``d, so a test n
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.utils import timezone
 
 from loom.compat import task_backends
 from loom.execution import execute
+from loom.worker.atomic import run_atomic
+from loom.workflow import engine
 
 # Stops a task that keeps re-enqueueing itself from looping run_tasks forever.
 MAX_ROUNDS = 1000
@@ -60,7 +63,13 @@ def run_tasks(
         claimed = store.claim(worker_id, queues, 100, now, now + timedelta(seconds=lease))
         if not claimed:
             return ran
-        outcomes = [execute(task) for task in claimed]
-        store.complete_many(worker_id, outcomes)
+        outcomes = []
+        for task in claimed:  # as a worker runs them: atomic tasks and workflow steps included
+            outcome = run_atomic(task, worker_id) if task.atomic else execute(task)
+            outcomes.append(replace(outcome, workflow_step=task.workflow_step))
+        store.complete_many(worker_id, [o for o in outcomes if o.workflow_step is None and not o.written])
+        for outcome in outcomes:
+            if outcome.workflow_step is not None and not outcome.written:
+                engine.complete_step(store, worker_id, outcome)
         ran += len(outcomes)
     raise RuntimeError(f"run_tasks stopped after {MAX_ROUNDS} rounds: do tasks enqueue each other forever?")

@@ -125,7 +125,7 @@ class DatabaseBackend(BaseTaskBackend):
                     unique_key=getattr(task, "unique_key", None), unique_window=getattr(task, "unique_window", None),
                     unique_replace=getattr(task, "replace", False), concurrency_key=concurrency_key,
                     concurrency_limit=getattr(task, "concurrency_limit", 1) if concurrency_key else None,
-                    fair_key=getattr(task, "fair_key", None))
+                    fair_key=getattr(task, "fair_key", None), atomic=getattr(task, "atomic", False))
         built = []
         for args, kwargs in calls:
             args, kwargs = self._encode_arguments(args, kwargs)

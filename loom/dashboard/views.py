@@ -11,6 +11,7 @@ page takes ``?backend=ALIAS`` when several ``DatabaseBackend`` aliases exist (de
 from __future__ import annotations
 
 import uuid
+from typing import Any
 from urllib.parse import urlencode
 
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
@@ -148,8 +149,21 @@ def task_region(request: HttpRequest, query: QueryDict, task_id: uuid.UUID) -> d
         actions=[a for a in ("retry", "cancel", "delete")
                  if a in allowed and applies(a, record.status, record.cancel_requested)],
         this_url=reverse("loom:task", args=[record.pk]) + context["backend_query"],
+        workflow=_workflow_of(record, backend),
     )
     return context
+
+
+def _workflow_of(record: TaskRecord, backend) -> Any:
+    """The workflow this task is a step of, with every step and where it stands (or None)."""
+    if record.workflow_step is None:
+        return None
+    from loom.models import WorkflowNode
+    from loom.workflow import get_workflow
+
+    found = WorkflowNode.objects.using(backend.store.alias).filter(pk=record.workflow_step).values_list(
+        "workflow_id", flat=True).first()
+    return None if found is None else get_workflow(str(found), using=backend.store.alias)
 
 
 @staff_required

@@ -31,10 +31,10 @@ from loom.store.rows import rows_as_dicts
 NEW_TASK_FIELDS = ("id", "task_path", "backend", "queue_name", "priority", "args", "kwargs", "run_after",
                    "available_at", "enqueued_at", "max_attempts", "timeout", "hard_timeout", "trace_context",
                    "unique_key", "unique_window", "unique_replace", "concurrency_key", "concurrency_limit",
-                   "fair_key")
+                   "fair_key", "workflow_step", "atomic")
 
 # Parameters of one row of insert.sql.
-INSERT_PARAMS = 20
+INSERT_PARAMS = 22
 
 SQL_DIR = Path(__file__).with_name("sql")
 VENDOR_DIRS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
@@ -214,7 +214,8 @@ class Store(OperatorActions, FlowControl):
         return [self._id(str(t.id)), t.task_path, t.backend, t.queue_name, t.priority, dumps(t.args),
                 dumps(t.kwargs), self._dt(t.run_after), self._dt(t.available_at), self._dt(t.enqueued_at),
                 t.max_attempts, t.timeout, t.hard_timeout, None if t.trace_context is None else dumps(t.trace_context),
-                t.unique_key, t.unique_window, t.unique_replace, t.concurrency_key, t.concurrency_limit, t.fair_key]
+                t.unique_key, t.unique_window, t.unique_replace, t.concurrency_key, t.concurrency_limit, t.fair_key,
+                None if t.workflow_step is None else self._id(str(t.workflow_step)), t.atomic]
 
     def _copy(self, tasks: Sequence[NewTask]) -> None:
         columns = [*NEW_TASK_FIELDS, "status", "attempts", "worker_ids", "errors", "cancel_requested",
@@ -228,7 +229,7 @@ class Store(OperatorActions, FlowControl):
                                     t.enqueued_at, t.max_attempts, t.timeout, t.hard_timeout,
                                     t.trace_context and dumps(t.trace_context), t.unique_key, t.unique_window,
                                     t.unique_replace, t.concurrency_key, t.concurrency_limit, t.fair_key,
-                                    "READY", 0, "[]", "[]", False, ""))
+                                    t.workflow_step, t.atomic, "READY", 0, "[]", "[]", False, ""))
 
     def claim(
         self,
@@ -474,6 +475,16 @@ class Store(OperatorActions, FlowControl):
         from loom.models import PeriodicTick
 
         return PeriodicTick.objects.using(self.alias).filter(tick_at__lt=before).delete()[0]
+
+    def prune_workflows(self, before: dt.datetime) -> int:
+        """Forget durable steps recorded before the cut-off, and workflows finished before it
+        (with their nodes); returns how many workflows went."""
+        from loom.models import StepRecord, Workflow, WorkflowNode
+
+        StepRecord.objects.using(self.alias).filter(created_at__lt=before)._raw_delete(self.alias)
+        old = Workflow.objects.using(self.alias).filter(finished_at__lt=before)
+        WorkflowNode.objects.using(self.alias).filter(workflow__in=old.values("pk"))._raw_delete(self.alias)
+        return old._raw_delete(self.alias)
 
     # -- reads (ORM) ---------------------------------------------------------------------------
 

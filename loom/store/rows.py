@@ -45,6 +45,10 @@ def _uuid(value: Any) -> str:
     return str(uuid.UUID(text))
 
 
+def _nullable_uuid(value: Any) -> str | None:
+    return None if value is None else _uuid(value)
+
+
 def _sqlite_datetime(aware: bool) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
         if value is None:
@@ -84,7 +88,7 @@ def _for(connection: Any) -> list[Callable[[Any], Any]]:
             if isinstance(field, JSONText):
                 found.append(_json)
             elif isinstance(field, models.UUIDField):
-                found.append(_uuid)
+                found.append(_nullable_uuid if field.null else _uuid)
             elif isinstance(field, models.DateTimeField) and connection.vendor == "sqlite":
                 found.append(_sqlite_datetime(settings.USE_TZ))
             else:

@@ -21,6 +21,7 @@ handlers only count; the main thread acts on the counts (see ``install_signal_ha
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -39,6 +40,7 @@ from loom.exceptions import WorkerLost
 from loom.executors.asyncio import AsyncExecutor
 from loom.executors.threads import ThreadExecutor
 from loom.pooler import listener_for
+from loom.worker.atomic import run_atomic
 from loom.worker.completer import Completer
 from loom.worker.fetcher import Fetcher
 from loom.worker.heartbeat import Heartbeat
@@ -133,7 +135,8 @@ class Worker:
                                    batch_size=self.config.batch_size, on_written=self._written)
         self.inflight = InFlight(executor=self.executor, loop=self.loop, async_limit=async_limit,
                                  batch_size=self.config.batch_size, prefetch=prefetch,
-                                 hand_off=self.completer.put, on_done=self._task_done)
+                                 hand_off=self.completer.put, on_done=self._task_done,
+                                 run_atomic=functools.partial(run_atomic, worker_id=self.id))
         self.fetcher = Fetcher(self.store, self.id, self.queues, self.config, self.inflight, clock,
                                listener=listener_for(self.store, self.queues, self.config), burst=burst,
                                backend=backend)

@@ -95,6 +95,13 @@ class Completer(Service):
             self._done(batch)
 
     def _write(self, batch: list[Outcome]) -> None:
+        if any(o.workflow_step is not None or o.written for o in batch):
+            for outcome in batch:
+                if outcome.workflow_step is not None and not outcome.written:
+                    self._write_step(outcome)
+            batch = [o for o in batch if o.workflow_step is None and not o.written]
+            if not batch:
+                return
         try:
             self.store.complete_many(self.worker_id, batch)
             return
@@ -107,6 +114,18 @@ class Completer(Service):
         middle = len(batch) // 2
         self._write(batch[:middle])
         self._write(batch[middle:])
+
+    def _write_step(self, outcome: Outcome) -> None:
+        """A workflow step's outcome, and what follows from it (loom.workflow.engine), in one
+        transaction: the next step exists exactly when this one is recorded as done."""
+        from loom.workflow import engine
+
+        try:
+            engine.complete_step(self.store, self.worker_id, outcome)
+        except (DatabaseError, InterfaceError) as exc:
+            if faults.transient(exc) or not self.store.answers():
+                raise
+            self._refuse(outcome, exc)
 
     def _refuse(self, outcome: Outcome, exc: BaseException) -> None:
         """The database will not store this outcome: fail its task alone, saying why."""

@@ -122,6 +122,8 @@ class Fetcher(Service):
 
     def run_once(self) -> float | None:
         self.last_tick = time.monotonic()
+        if self.drained.is_set():
+            return None  # a drained --burst run claims nothing more: the worker is stopping
         if self.listener is not None and not self._listening:
             self.listener.open()  # raises while the database is away: the service backs off
             self._listening = True  # and then claims: what was sent meanwhile was missed
@@ -133,6 +135,9 @@ class Fetcher(Service):
         if self._orphans_possible:
             self.store.release_orphans(self.worker_id, self.inflight.held_ids())
             self._orphans_possible = False
+        # A --burst run is drained only if nothing was held before this claim's clock was read:
+        # an outcome written meanwhile may have enqueued more (a workflow's next step).
+        idle_before = self.inflight.idle()
         now = self.clock()
         if time.monotonic() >= self._flow_due:
             self.flow = self.store.flow_snapshot(self.backend, self.queues, self.config.queue_limits)
@@ -146,7 +151,8 @@ class Fetcher(Service):
         if claimed:
             self._idle_delay = MIN_POLL
             return 0  # there may be more due right now
-        if self.burst and self.inflight.idle() and not self._retry_soon(now) and not self._throttled(now):
+        if self.burst and idle_before and self.inflight.idle() and not self._retry_soon(now) \
+                and not self._throttled(now):
             self.drained.set()
             return None
         timeout = self._idle_timeout()

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 
 from loom.events.tasks import publish_cancelled
 from loom.exceptions import TaskCancelled
@@ -36,7 +37,8 @@ PREFETCH_HORIZON = 0.02
 class InFlight:
     def __init__(self, *, executor: ThreadExecutor, loop: AsyncExecutor, async_limit: int,
                  batch_size: int, prefetch: int | None, hand_off: Callable[[Outcome], None],
-                 on_done: Callable[[], None]) -> None:
+                 on_done: Callable[[], None],
+                 run_atomic: Callable[[ClaimedTask], Outcome] | None = None) -> None:
         self.executor = executor
         self.loop = loop
         self.threads = executor.size
@@ -49,6 +51,7 @@ class InFlight:
         self._avg_runtime: float | None = None
         self.hand_off = hand_off  # the completer's put()
         self.on_done = on_done  # after each finished run (wake the fetcher, check recycling)
+        self.run_atomic = run_atomic  # loom.worker.atomic: an atomic task's run and success, one transaction
 
         self._lock = threading.Lock()
         self._held: set[str] = set()
@@ -120,6 +123,8 @@ class InFlight:
         with self._lock:
             self._threads_by_task[claimed.id] = (threading.get_ident(), time.monotonic(), claimed.timeout)
         try:
+            if claimed.atomic and self.run_atomic is not None:
+                return self.run_atomic(claimed)
             return execute(claimed)
         finally:
             with self._lock:  # under the lock: the watchdog cannot interrupt a finished run
@@ -148,12 +153,14 @@ class InFlight:
             self._interrupted.discard(claimed.id)
         if was_cancelled and (future.cancelled() or future.exception() is not None
                               or future.result().status != "SUCCESSFUL"):
-            outcome = cancelled(claimed)
+            outcome = replace(cancelled(claimed), workflow_step=claimed.workflow_step)
             publish_cancelled([claimed])
         elif not future.cancelled():
             exc = future.exception()
             if exc is None:
                 outcome = future.result()
+                if claimed.workflow_step is not None:
+                    outcome = replace(outcome, workflow_step=claimed.workflow_step)
             elif isinstance(exc, KeyboardInterrupt):
                 self.stop_requested = True  # a task asked the process to stop: do so, put it back
             else:

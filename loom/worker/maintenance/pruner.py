@@ -1,7 +1,7 @@
 """Pruner: deletes finished results older than OPTIONS["RETENTION"] seconds (default 7 days).
 
-Nothing else in loom deletes a task row. Also forgets workers and periodic ticks older than the
-retention. Runs on the maintenance leader only, every ``interval`` seconds.
+Nothing else in loom deletes a task row. Also forgets workers, periodic ticks, durable steps and
+finished workflows older than the retention. Runs on the maintenance leader only, every ``interval`` seconds.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Pruner:
         tasks = self.store.prune(cutoff)
         self.store.prune_workers(cutoff)
         self.store.prune_ticks(cutoff)
+        self.store.prune_workflows(cutoff)
         if tasks:
             logger.info("loom pruned %d finished tasks older than %s", tasks, cutoff)
         return self.interval

@@ -3,7 +3,8 @@
 Each goes back to READY with the attempt counted and a ``WorkerLost`` error recorded, or to
 FAILED once it used all its attempts. Runs on the maintenance leader only, every
 ``interval`` seconds (a supervisor rescues its own dead children at once; this catches the
-rest: a lost machine, a killed supervisor).
+rest: a lost machine, a killed supervisor). Each pass also moves on the workflows whose step
+ended outside a worker's Completer (``loom.workflow.engine.reconcile``).
 """
 
 from __future__ import annotations
@@ -40,4 +41,7 @@ class Rescuer:
         if ids:
             logger.warning("loom rescued %d tasks whose lease expired", len(ids))
         self.rescued += len(ids)
+        from loom.workflow import engine
+
+        engine.reconcile(self.store.alias)  # steps that ended here, or by an operator's hand
         return self.interval
