@@ -37,6 +37,10 @@ def summarize(rows: dict[str, dict], runs: dict[str, list[dict]], pool: list,
         for q in LATENCY:
             entry[f"latency_{q}"] = median([(r.get("latency_ms") or {}).get(q) for r in results])
         entry["cpu_vs_pool"] = (entry["cpu"] / pool_rate) if entry["cpu"] and pool_rate else None
+        entry["startup_s"] = median([r.get("startup_s") for r in results])
+        loads = sorted({rate for r in results for rate in (r.get("loads") or {})}, key=int)
+        entry["loads"] = {rate: {q: median([((r.get("loads") or {}).get(rate) or {}).get(q) for r in results])
+                                 for q in ("offered", "p50", "p99")} for rate in loads}
         entry["notes"] = sorted({n for r in results for n in r.get("notes", [])})
         entry["errors"] = [r["error"] for r in runs.get(key, []) if "error" in r]
         for r in results:
@@ -106,6 +110,25 @@ def markdown(doc: dict, meta: dict) -> str:
                    f"{_fmt(row['cpu_vs_pool'], 2)} |")
     out.append(f"| bare `multiprocessing.Pool(2)` | — | — | — | — | — | "
                f"{_fmt(doc['pool_cpu'], 1)} | 1.00 |")
+    rates = sorted({rate for row in doc["rows"].values() for rate in row.get("loads", {})}, key=int)
+    if rates:
+        out += ["", "Start-up (launch on a full queue to the first task's start) and pickup under offered "
+                    "load (open-loop single enqueues; p50 / p99 ms, and the rate really offered when "
+                    "the tool's enqueue could not keep up):", "",
+                "| Tool | Store | Start-up s | " + " | ".join(f"{r}/s" for r in rates) + " |",
+                "|---|---|--:|" + "--:|" * len(rates)]
+        for row in doc["rows"].values():
+            cells = []
+            for rate in rates:
+                load = row.get("loads", {}).get(rate) or {}
+                cell = (f"{_fmt(load.get('p50'), 1)} / {_fmt(load.get('p99'), 1)}"
+                        if load.get("p50") is not None else "—")
+                if load.get("offered") and load["offered"] < 0.9 * int(rate):
+                    cell += f" (at {load['offered']:.0f}/s)"
+                cells.append(cell)
+            name = f"**{row['label']}**" if row["tool"] == "loom" else row["label"]
+            out.append(f"| {name} | {row['store']} | {_fmt(row.get('startup_s'), 2)} | " + " | ".join(cells) + " |")
+        out += ["", "The same as a plot: `<this file>.png`."]
     out += ["", f"PostgreSQL's own ceiling (pgbench, 1 INSERT + 2 UPDATEs per task, autocommit, "
                 f"8 clients): **{_fmt(doc['pgbench_tps'])} tasks/s**.", "", *ratios(doc)]
     flagged = [(f"{r['label']} ({r['store']})", r["notes"], r["errors"])
@@ -119,6 +142,41 @@ def markdown(doc: dict, meta: dict) -> str:
             for error in errors:
                 out.append(f"- {label}: a run failed: {error}")
     return "\n".join(out) + "\n"
+
+
+def plot_loads(doc: dict, path: Path) -> Path | None:
+    """p50 and p99 pickup against offered load, one line per tool (matplotlib, no display)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    for row in doc["rows"].values():
+        rates = sorted(row.get("loads", {}), key=int)
+        if not rates:
+            continue
+        label = f"{row['label']} ({row['store']})"
+        style = {"linewidth": 2.5} if row["tool"] == "loom" else {"linewidth": 1, "alpha": 0.8}
+        for ax, q in zip(axes, ("p50", "p99"), strict=True):
+            points = [(int(r), row["loads"][r][q]) for r in rates if row["loads"][r].get(q) is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=label, **style)
+    for ax, q in zip(axes, ("p50", "p99"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("offered load, tasks/s")
+        ax.set_title(f"pickup {q}, ms")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    latest = path.parent / "latest.png"
+    latest.write_bytes(path.read_bytes())
+    return path
 
 
 def machine() -> str:

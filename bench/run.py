@@ -89,6 +89,7 @@ def parse_args() -> argparse.Namespace:
     args.cpu_n = args.cpu_n or (40 if q else 200)
     args.samples = args.samples or (100 if q else 300)
     args.pgbench_seconds = 3 if q else 10
+    args.load_seconds = 1.5 if q else 3.0
     args.driver_timeout = 300 if q else 900
     return args
 
@@ -99,7 +100,8 @@ class DriverRun:
     def __init__(self, row: Row, args: argparse.Namespace, burn_n: int, on_progress) -> None:
         self.cmd = [str(venvs.python_of(row.venv)), "-m", "drivers", row.driver,
                     "--variant", row.variant, "--n", str(args.n), "--cpu-n", str(args.cpu_n),
-                    "--burn-n", str(burn_n), "--samples", str(args.samples)]
+                    "--burn-n", str(burn_n), "--samples", str(args.samples),
+                    "--load-seconds", str(args.load_seconds)]
         if args.quick:
             self.cmd.append("--quick")
         self.timeout = args.driver_timeout
@@ -274,6 +276,7 @@ def main() -> int:
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
             "loom_revision": revision, "loom_revision_after": loom_revision()}
     path = report.write(doc, meta)
+    report.plot_loads(doc, path.with_suffix(".png"))
     print(report.markdown(doc, meta), flush=True)
     console.print(f"written: {path} and {path.parent / 'latest.md'} (+ .json); "
                   f"took {meta['seconds']} s")

@@ -12,7 +12,9 @@ At the end: every task SUCCESSFUL, each body ran at least once, and a body ran m
 only for runs that were in flight at a fault: for each task, runs - 1 <= the attempts its errors
 record as lost (a killed worker, a dropped connection).
 
-``LOOM_CHAOS_TASKS`` sets the size (default 1,500; the issue's figures use 5,000).
+``LOOM_CHAOS_TASKS`` sets the size (default 1,500; the issue's figures use 5,000),
+``LOOM_CHAOS_KILLS`` the child kills spread over the run (default 16), and
+``LOOM_CHAOS_TERMINATE_EVERY`` the seconds between connection terminations on PostgreSQL (3).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ TASK_SECONDS = 0.05
 # and only of a child that has been working MIN_CHILD_AGE seconds. (MariaDB: a task's connection
 # takes ~40 ms to open on this machine's server, so tasks are held longer; kills closer together
 # would hit the same task more often than LOST_RETRIES allows.)
-KILLS = 16
+KILLS = int(os.environ.get("LOOM_CHAOS_KILLS", "16"))
 KILL_GAP = 0.6 if DB == "mysql" else 0.4
 MIN_CHILD_AGE = 0.5
 POLL = 0.1
@@ -49,7 +51,7 @@ POLL = 0.1
 WHOLE_KILLS = (0.2, 0.6)
 # PostgreSQL: every worker connection is terminated every this many seconds; the server restarts
 # once, when this share is done.
-TERMINATE_EVERY = 3.0
+TERMINATE_EVERY = float(os.environ.get("LOOM_CHAOS_TERMINATE_EVERY", "3.0"))
 RESTART_AT = 0.4
 # Error classes that mean "this run was lost to the infrastructure".
 LOST = {"loom.exceptions.WorkerLost", "django.db.utils.OperationalError", "django.db.utils.InterfaceError"}

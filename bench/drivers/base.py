@@ -42,6 +42,7 @@ PG_DSN = "host=127.0.0.1 port=5432 user=postgres"
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
 BULK_CHUNK = 1000  # tasks per bulk call
+LOADS = (20, 100, 400, 1000)  # offered tasks per second (bench/drivers/base.py measure_loads)
 
 
 def progress(**fields) -> None:
@@ -194,6 +195,7 @@ class Driver:
         env[MARKS_ENV] = str(marks)
         self.worker = WorkerGroup(self.worker_commands(purpose), env,
                                   self.work / f"worker-{purpose}.log")
+        self.launched = time.monotonic()  # marks use the same system-wide clock
         self.worker.start()
         return Marks(str(marks))
 
@@ -263,6 +265,8 @@ class Driver:
         result["drain"] = ((len(starts) - 1) / (starts[-1] - starts[0])
                            if len(starts) > 1 and starts[-1] > starts[0] else None)
         result["drained"] = len(starts)
+        # Start-up: the worker launched on a full queue, to its first task's start.
+        result["startup_s"] = starts[0] - self.launched if starts else None
 
         # 3. pickup latency, idle worker
         if done < enqueued:
@@ -271,6 +275,7 @@ class Driver:
             self.clear()
             marks = self.start_worker("general", self.work / "marks-latency.bin")
         result["latency_ms"] = self.measure_latency(marks)
+        result["loads"] = self.measure_loads(marks)
         self.stop_worker()
 
         # 4. bulk enqueue
@@ -329,6 +334,36 @@ class Driver:
                 "p99": percentile(lat, 99), "n": len(lat)}
 
 
+    def measure_loads(self, marks: Marks) -> dict[str, dict]:
+        """Pickup latency under offered load: open-loop single enqueues (exponential gaps) at
+        each rate of LOADS for ``load_seconds``, the worker warm; p50/p99 per rate and the rate
+        really offered (one process enqueues: a tool whose enqueue is slower offers less)."""
+        found: dict[str, dict] = {}
+        for rate in LOADS:
+            time.sleep(0.5)  # idle again
+            base = marks.count()
+            sent, began = 0, time.monotonic()
+            deadline, next_at = began + self.args.load_seconds, began
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                if next_at > now:
+                    time.sleep(next_at - now)
+                t0 = time.monotonic()
+                self.enqueue_stamp(t0)
+                sent += 1
+                next_at = t0 + random.expovariate(rate)
+            offered = sent / (time.monotonic() - began)
+            progress(phase=f"load {rate}/s", done=sent, total=sent)
+            self.wait_marks(marks, base + sent, 20, f"load {rate}/s")
+            lat = [(start - t0) * 1000 for start, t0 in marks.read(base) if t0 > 0]
+            if lat:
+                found[str(rate)] = {"offered": offered, "p50": percentile(lat, 50), "p99": percentile(lat, 99),
+                                    "n": len(lat)}
+        return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m drivers")
     parser.add_argument("tool", help="module under drivers/, e.g. loom or celery")
@@ -338,6 +373,7 @@ def main() -> None:
     parser.add_argument("--burn-n", type=int, required=True)
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--load-seconds", type=float, default=3.0)
     args = parser.parse_args()
 
     def on_term(signum, frame):
