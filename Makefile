@@ -95,6 +95,8 @@ bench:
 	$(MAKE) --no-print-directory bench-features
 
 # What loom's own features cost, loom against itself (no peer offers them): flow control's claim
-# (bench/flow.py) and workflows' steps and hops (bench/workflow.py), on SQLite and PostgreSQL.
+# (bench/flow.py), workflows' steps and hops (bench/workflow.py), and the targets that need no peer
+# (bench/targets.py: enqueue against a bare INSERT, pickup at 800/s through bulk enqueue).
 bench-features: venv
-	for db in sqlite postgresql; do $(PY) bench/flow.py --db $$db && $(PY) bench/workflow.py --db $$db || exit 1; done
+	for db in sqlite postgresql; do $(PY) bench/flow.py --db $$db && $(PY) bench/workflow.py --db $$db \
+	    && $(PY) bench/targets.py --db $$db || exit 1; done
