@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import functools
 import inspect
 import random
@@ -41,6 +42,8 @@ MAX_RETRY_DELAY = 3600.0
 
 # The id of the task running in this thread or coroutine (None outside a task): lets helpers such
 # as loom.progress find their task without being handed the context.
+logger = logging.getLogger("loom.worker")
+
 current_task_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("loom_current_task_id", default=None)
 
 
@@ -188,15 +191,26 @@ def _success(task: Task, claimed: ClaimedTask, value: Any, encoded: str) -> tupl
     return outcome, final
 
 
+def _notify_finished(sender: type, result: TaskResult) -> None:
+    """Send task_finished. Its receivers run after the body, once the outcome is decided: one that
+    fails (say, a receiver that writes, on a connection that just dropped) is logged and the
+    outcome stands; raising would hand the worker a run it could only put back as never started,
+    and a body that ran would run again with no lost attempt to show for it."""
+    try:
+        task_finished.send(sender, task_result=result)
+    except Exception:
+        logger.exception("loom: a task_finished receiver failed for task %s; its outcome stands", result.id)
+
+
 def _send_finished(sender: type, result: TaskResult, exc: BaseException | None = None) -> None:
     """Send task_finished; for a failure, from inside an except block so receivers see exc_info."""
     if exc is None:
-        task_finished.send(sender, task_result=result)
+        _notify_finished(sender, result)
         return
     try:
         raise exc
     except BaseException:
-        task_finished.send(sender, task_result=result)
+        _notify_finished(sender, result)
 
 
 @telemetry.traced_run
@@ -231,10 +245,10 @@ def run(claimed: ClaimedTask, *, interruptible: bool = True) -> tuple[Outcome, T
                 raise
             outcome, final = _failure(task, claimed, exc)
             if final is not None:
-                task_finished.send(sender, task_result=final)  # in the except block: exc_info is set
+                _notify_finished(sender, final)  # in the except block: exc_info is set
             return outcome, final
         outcome, final = _success(task, claimed, value, encoded)
-        task_finished.send(sender, task_result=final)
+        _notify_finished(sender, final)
         return outcome, final
     finally:
         current_task_id.reset(token)

@@ -202,3 +202,24 @@ def test_only_held_tasks_keep_their_lease():
     row = TaskRecord.objects.get(pk=unknown.id)
     assert row.status == "READY" and row.errors[-1]["exception_class_path"] == "loom.exceptions.WorkerLost"
     assert row.errors[-1]["attempt"] == 1 and row.errors[-1]["worker_id"] == "w1"
+
+
+def test_a_failing_task_finished_receiver_neither_fails_nor_reruns_the_task(caplog):
+    """A receiver that raises after the body ran (say, it writes on a connection that just
+    dropped) is logged; the outcome stands and the body runs once (it used to be put back as
+    never started, and ran again with no lost attempt recorded)."""
+    from loom.compat import task_finished
+
+    def broken(sender, task_result, **kwargs):
+        raise RuntimeError("receiver lost its connection")
+
+    result = tasks.record_run.enqueue("once")
+    task_finished.connect(broken)
+    try:
+        worker = Worker(burst=True, threads=2)
+        worker.run()
+    finally:
+        task_finished.disconnect(broken)
+    assert TaskRecord.objects.get(pk=result.id).status == "SUCCESSFUL"
+    assert Run.objects.filter(key="once").count() == 1
+    assert "task_finished receiver failed" in caplog.text
