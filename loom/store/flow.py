@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ from django.db import transaction
 
 from loom.conf import parse_rate
 from loom.records import CLAIM_COLUMNS, ClaimedTask
+from loom.store.rows import _uuid
 
 # The name of the row in loom_queue that every flow claim of a backend locks first.
 LOCK_ROW = "*"
@@ -52,11 +52,6 @@ KEYED_TTL = 0.5
 RATE_MARGIN = 0.1
 RATE_MARGIN_MIN = 0.25
 RATE_MARGIN_MAX = 2.0
-
-
-def _task_id(value: Any) -> str:
-    """A task id as Django shows it (dashed), whatever the database returned (SQLite: hex)."""
-    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
 
 
 def rate_window(period: float) -> float:
@@ -269,7 +264,7 @@ class FlowControl:
                 f"AND concurrency_key IS NULL AND fair_key IS NULL AND available_at <= %(now)s "
                 f"AND queue_name IN ({self._in_list(open_queues, params, 'o')}) "
                 f"ORDER BY priority DESC, available_at, id LIMIT %(limit)s", params)
-            found += [(-priority, rank, at, _task_id(task_id), queue, None, None)
+            found += [(-priority, rank, at, _uuid(task_id), queue, None, None)
                       for rank, (task_id, queue, priority, at) in enumerate(cursor.fetchall(), 1)]
         if keyed:
             found += self._keyed_candidates(cursor, mine, open_queues, exclude, limit, now_param, any_queue)
@@ -308,7 +303,7 @@ class FlowControl:
                 f"AND available_at <= %(now)s AND {where}) AS c "
                 "WHERE c.concurrency_key IS NULL OR c.key_rank <= COALESCE(c.concurrency_limit, 1) "
                 "ORDER BY c.priority DESC, c.fair_rank, c.available_at, c.id LIMIT %(limit)s", params)
-            rows = [(-priority, rank, at, _task_id(task_id), queue, key, key_limit)
+            rows = [(-priority, rank, at, _uuid(task_id), queue, key, key_limit)
                     for priority, rank, at, task_id, queue, key, key_limit in cursor.fetchall()]
             self._keyed_cache.clear()
             self._keyed_cache[signature] = cached = (time.monotonic() + KEYED_TTL, rows)
