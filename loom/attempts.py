@@ -32,6 +32,7 @@ from loom.store.operations import CANCELLED_BEFORE_RUN
 # How an attempt ended, by the class path of its error (anything else raised: "Failed").
 OUTCOMES = {
     "loom.exceptions.WorkerLost": "Worker lost",
+    "loom.exceptions.LeaseLost": "Lease lost",
     "loom.exceptions.TimeLimitExceeded": "Timed out",
     "loom.exceptions.TaskCancelled": "Cancelled",
 }

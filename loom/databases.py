@@ -12,6 +12,11 @@ start-up, before any connection opens):
   file is switched to WAL once (a persistent property of the file: readers, including the web
   process, no longer wait for writers) unless ``OPTIONS["SQLITE_WAL"]`` is False. Settings the user
   wrote explicitly are kept.
+- **PostgreSQL**: a connection whose peer went silent (a cut link, a host that vanished, a
+  failover that left no one to reset the connection) is given up within seconds instead of after
+  the kernel's many minutes of retransmissions: TCP keepalives and ``tcp_user_timeout``
+  (``PG_TCP_OPTIONS``), and a connect timeout. A long query is not affected: the server's kernel
+  answers keepalives while the query runs. Settings the user wrote are kept.
 - **Every database**: Django's health check runs before the first query of each task on a
   connection kept from an earlier task (``CONN_MAX_AGE`` > 0), so a connection that died while
   idle is replaced instead of failing the task, as Django does around each request.
@@ -39,6 +44,11 @@ logger = logging.getLogger("loom.worker")
 SQLITE_TIMEOUT = 60.0
 # Seconds a worker keeps trying to switch a busy SQLite file to WAL at start-up.
 WAL_SWITCH_TIMEOUT = 10.0
+# libpq settings a worker's PostgreSQL connections get unless OPTIONS says otherwise: a silent
+# peer is noticed in about 15 s (idle: 5 s + 3 probes 3 s apart; sending: tcp_user_timeout), well
+# within the default 30 s lease, so the services retry on a fresh connection instead of hanging.
+PG_TCP_OPTIONS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 3,
+                  "keepalives_count": 3, "tcp_user_timeout": 15000}
 # Longest application_name PostgreSQL keeps.
 MAX_APPLICATION_NAME = 63
 
@@ -48,7 +58,11 @@ def prepare_worker(wal: bool = True) -> None:
     for alias in connections:
         settings = connections.settings[alias]
         settings["CONN_HEALTH_CHECKS"] = True
-        if settings["ENGINE"].endswith("sqlite3"):
+        if "postgresql" in settings["ENGINE"]:
+            options = settings.setdefault("OPTIONS", {})
+            for name, value in PG_TCP_OPTIONS.items():
+                options.setdefault(name, value)
+        elif settings["ENGINE"].endswith("sqlite3"):
             options = settings.setdefault("OPTIONS", {})
             options.setdefault("transaction_mode", "IMMEDIATE")
             options.setdefault("timeout", SQLITE_TIMEOUT)

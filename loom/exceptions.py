@@ -24,6 +24,13 @@ class TaskCancelled(BaseException):
     """A run was cancelled by an operator; a BaseException so ``except Exception`` cannot swallow it."""
 
 
+class LeaseLost(BaseException):
+    """This worker no longer holds the task's claim: it could not renew the lease (cut off from
+    the database past the lease) or the task was rescued and given to another worker. The run is
+    stopped and its outcome is not written; a BaseException so ``except Exception`` cannot
+    swallow it."""
+
+
 class WorkerLost(Exception):
     """The process running the task died (killed, crashed, or stopped beating) mid-run."""
 

@@ -32,7 +32,8 @@ from loom.attempts import error_line
 from loom.models import FINAL_STATUSES, Status, TaskRecord
 from loom.store.operations import CANCELLED_BEFORE_RUN
 
-LOST = "loom.exceptions.WorkerLost"
+# Attempts that ended because the worker running them was lost to the cluster.
+LOST = ("loom.exceptions.WorkerLost", "loom.exceptions.LeaseLost")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ def phase_of(record: TaskRecord, now: dt.datetime | None = None) -> Phase:
     now = now or timezone.now()
     status, n = record.status, record.attempts
     last = _last_error(record)
-    lost = bool(last and last.get("exception_class_path") == LOST)
+    lost = bool(last and last.get("exception_class_path") in LOST)
     if status == Status.READY:
         due = record.available_at is None or record.available_at <= now
         if not n:

@@ -11,7 +11,7 @@ DB = os.environ.get("LOOM_TEST_DB", "sqlite")
 SERVERS = {"postgresql": ("127.0.0.1", 5432), "mysql": ("127.0.0.1", 3306)}
 # Fault and load tests: they start private servers, kill processes and measure contention, so
 # `make test` runs them alone (not beside another pytest process) and once, on Django 6.1.
-HEAVY = {"test_chaos.py", "test_startproject.py", "test_connection_faults.py"}
+HEAVY = {"test_chaos.py", "test_startproject.py", "test_connection_faults.py", "test_partition.py"}
 
 
 def pytest_configure(config):

@@ -9,6 +9,7 @@ as the ``postgres`` user, since PostgreSQL refuses to run as root.
 from __future__ import annotations
 
 import glob
+import ipaddress
 import os
 import pwd
 import shutil
@@ -35,9 +36,13 @@ def free_port() -> int:
 
 
 class PrivatePostgres:
-    """A throw-away PostgreSQL cluster on 127.0.0.1:<port>, trust auth, user ``postgres``."""
+    """A throw-away PostgreSQL cluster on 127.0.0.1:<port>, trust auth, user ``postgres``.
 
-    def __init__(self) -> None:
+    ``links``: more addresses to listen on, each as "address/prefix" of a private link of this
+    machine (the host side of a network namespace's veth, tests/netns.py), whose network's clients
+    are trusted."""
+
+    def __init__(self, links: tuple[str, ...] = ()) -> None:
         self.bin = postgres_bin()
         if self.bin is None:
             raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed; "
@@ -46,6 +51,7 @@ class PrivatePostgres:
         self.data = self.dir / "data"
         self.port = free_port()
         self.host = "127.0.0.1"
+        self.links = links
         self._user = "postgres" if os.geteuid() == 0 else None
 
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -60,6 +66,10 @@ class PrivatePostgres:
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--locale=C.UTF-8", "--no-sync")
+        if self.links:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                for link in self.links:
+                    hba.write(f"host all all {ipaddress.ip_interface(link).network} trust\n")
         for _ in range(5):
             self._pg_ctl("start")
             if self._owns_port():
@@ -78,7 +88,8 @@ class PrivatePostgres:
         return os.path.realpath(found) == os.path.realpath(self.data)
 
     def _pg_ctl(self, action: str) -> None:
-        options = (f"-c listen_addresses={self.host} -c port={self.port} -c unix_socket_directories={self.dir} "
+        listen = ",".join([self.host, *(link.split("/")[0] for link in self.links)])
+        options = (f"-c listen_addresses={listen} -c port={self.port} -c unix_socket_directories={self.dir} "
                    f"-c fsync=off -c max_connections=200")
         args = ["pg_ctl", "-D", str(self.data), "-w", "-t", "60", "-l", str(self.dir / "log"), "-o", options]
         if action == "stop":

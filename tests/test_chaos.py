@@ -60,7 +60,8 @@ RESTART_AT = 0.4
 # (PostgreSQL's wal_writer_delay is 0.2 s; an asynchronous commit may wait up to three of them).
 CRASH_WINDOW = 1.0
 # Error classes that mean "this run was lost to the infrastructure".
-LOST = {"loom.exceptions.WorkerLost", "django.db.utils.OperationalError", "django.db.utils.InterfaceError"}
+LOST = {"loom.exceptions.WorkerLost", "loom.exceptions.LeaseLost", "django.db.utils.OperationalError",
+        "django.db.utils.InterfaceError"}
 WORKER_ARGS = ("--processes", "3", "--threads", "4", "--grace", "5")
 
 

@@ -26,7 +26,8 @@ from tests.conftest import DB, wait_until
 pytestmark = [pytest.mark.django_db(transaction=True),
               pytest.mark.skipif(DB == "sqlite", reason="SQLite has no server connection to drop")]
 
-LOST = {"loom.exceptions.WorkerLost", "django.db.utils.OperationalError", "django.db.utils.InterfaceError"}
+LOST = {"loom.exceptions.WorkerLost", "loom.exceptions.LeaseLost", "django.db.utils.OperationalError",
+        "django.db.utils.InterfaceError"}
 
 
 def terminate(role: str) -> int:

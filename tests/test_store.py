@@ -111,9 +111,9 @@ def test_heartbeat_renews_only_the_given_rows_of_the_worker(store, clock):
         tasks.add.enqueue(i, i)
     held, other = claim(store, clock)
     until = clock() + timedelta(seconds=90)
-    assert store.heartbeat("w1", [held.id], until) == 1
-    assert store.heartbeat("w2", [held.id], until) == 0
-    assert store.heartbeat("w1", [], until) == 0
+    assert store.heartbeat("w1", [held.id], until) == [held.id]
+    assert store.heartbeat("w2", [held.id], until) == []
+    assert store.heartbeat("w1", [], until) == []
     assert TaskRecord.objects.get(pk=held.id).lease_expires_at == until
     assert TaskRecord.objects.get(pk=other.id).lease_expires_at == clock() + timedelta(seconds=LEASE)
 

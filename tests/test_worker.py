@@ -195,7 +195,7 @@ def test_only_held_tasks_keep_their_lease():
         tasks.add.enqueue(i, i)
     now = timezone.now()
     held, unknown = store.claim("w1", None, 2, now, now + timedelta(seconds=30))
-    assert store.heartbeat("w1", [held.id], now + timedelta(seconds=90)) == 1
+    assert store.heartbeat("w1", [held.id], now + timedelta(seconds=90)) == [held.id]
     rescued = Rescuer(store, lambda: now + timedelta(seconds=60), extra_attempts=5).run_once()
     assert rescued == 5.0  # its interval: the call itself ran
     assert TaskRecord.objects.get(pk=held.id).status == "RUNNING"

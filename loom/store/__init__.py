@@ -335,16 +335,22 @@ class Store(OperatorActions, FlowControl):
             cursor.execute(sql, params)
             return cursor.fetchone()[0] if self.vendor == "postgresql" else cursor.rowcount
 
-    def heartbeat(self, worker_id: str, ids: Iterable[str], lease_until: dt.datetime) -> int:
-        """Renew the lease on the tasks ``worker_id`` holds (and only those)."""
+    def heartbeat(self, worker_id: str, ids: Iterable[str], lease_until: dt.datetime) -> list[str]:
+        """Renew the lease on the tasks ``worker_id`` holds (and only those); return the ones it
+        still holds. The others were written meanwhile or rescued and maybe claimed by another
+        worker: a second statement, only when the first changed fewer rows, says which."""
         params: dict = {"worker": worker_id, "lease": self._dt(lease_until)}
-        ids = [self._id(str(i)) for i in ids]
-        if not ids:
-            return 0
-        sql = load(self.vendor, "heartbeat").text.format(ids=self._in_list(ids, params))
+        wanted = [str(i) for i in ids]
+        if not wanted:
+            return []
+        in_list = self._in_list([self._id(i) for i in wanted], params)
         with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.rowcount
+            cursor.execute(load(self.vendor, "heartbeat").text.format(ids=in_list), params)
+            if cursor.rowcount == len(wanted):
+                return wanted
+            cursor.execute(f"SELECT id FROM loom_task WHERE claimed_by = %(worker)s AND status = 'RUNNING' "
+                           f"AND id IN ({in_list})", params)
+            return [_uuid_str(row[0]) for row in cursor.fetchall()]
 
     def progress(self, task_id: str, current: float, total: float | None, message: str, at: dt.datetime) -> int:
         """Store a running task's progress; returns 0 if the task is no longer RUNNING."""
@@ -358,9 +364,10 @@ class Store(OperatorActions, FlowControl):
 
     def rescue(self, now: dt.datetime, *, error_class: str, error_text: str,
                expired: bool = False, workers: Sequence[str] = (), task_ids: Sequence[str] = (),
-               claimed_by: str | None = None, extra_attempts: int = 0, retry: bool = True) -> list[str]:
+               claimed_by: str | None = None, attempt: int | None = None, extra_attempts: int = 0,
+               retry: bool = True) -> list[str]:
         """End the attempt of RUNNING rows whose lease expired, whose worker is known dead, or
-        that are named (only while ``claimed_by`` holds them, if given); READY again while
+        that are named (only while ``claimed_by`` holds them in their ``attempt``, if given); READY again while
         ``retry`` and attempts remain (``max_attempts + extra_attempts``), else FAILED. Each gets
         an attempt entry in errors. Returns their ids."""
         params: dict = {"now": self._dt(now), "now_iso": now.isoformat(), "error_class": error_class,
@@ -376,6 +383,9 @@ class Store(OperatorActions, FlowControl):
         if claimed_by is not None:
             params["claimed_by"] = claimed_by
             where += " AND claimed_by = %(claimed_by)s"
+        if attempt is not None:
+            params["attempt"] = attempt
+            where += " AND attempts = %(attempt)s"
         with self.connection.cursor() as cursor:
             if self.vendor == "mysql":
                 with transaction.atomic(using=self.alias):

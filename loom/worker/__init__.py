@@ -7,8 +7,10 @@ One process, several threads, each part a service with one job::
     InFlight    dispatches them (threads for sync tasks, an event loop for coroutines), hands
                 each outcome to the completer, carries out cancels and interrupts
     completer   writes outcomes in batches (one UPDATE); a bad outcome fails its task alone
-    heartbeat   registers the worker, renews the leases of the tasks it holds
-    watchdog    soft time limits of sync tasks; cancels of running tasks
+    heartbeat   registers the worker, renews the leases of the tasks it holds; stops the runs
+                of tasks another worker was given (a claim lost while cut off)
+    watchdog    soft time limits of sync tasks; cancels of running tasks; stops every run once
+                the heartbeat could not renew for a whole lease
     leader      if elected cluster-wide: rescuer, scheduler, pruner
 
 None of them dies of a database error: each retries with backoff and logs once per outage.
@@ -140,10 +142,11 @@ class Worker:
         self.fetcher = Fetcher(self.store, self.id, self.queues, self.config, self.inflight, clock,
                                listener=listener_for(self.store, self.queues, self.config), burst=burst,
                                backend=backend)
-        self.heartbeat = Heartbeat(self.store, self.id, self.config.lease_seconds, clock, self.inflight.held_ids,
+        self.heartbeat = Heartbeat(self.store, self.id, self.config.lease_seconds, clock, self.inflight,
                                    queues=self.queues, concurrency={"threads": threads, "async": async_limit},
-                                   tasks_done=lambda: self.inflight.finished)
-        self.watchdog = Watchdog(self.inflight, self.id, self.store)
+                                   lost_retries=self.config.lost_retries)
+        self.watchdog = Watchdog(self.inflight, self.id, self.store, lease_lost=self.heartbeat.lease_lost,
+                                 database_away=lambda: self.heartbeat.failing_since is not None)
         self.leader = Leader(self.store, self.id, self.backend, clock) if maintenance else None
 
     @property

@@ -7,6 +7,12 @@ prefetch). A task is *held* from claim until the completer wrote its outcome (or
 at shutdown): the heartbeat renews the leases of held tasks and of nothing else, and the fetcher
 releases rows claimed by this worker that are not held (a claim whose reply was lost).
 
+A run whose claim this worker lost is *stale* (``abandon``): another worker was given the task
+after its lease expired, or this worker could not renew the lease for a whole lease (cut off from
+the database). It is stopped (``LeaseLost``) and its outcome is not written: a task taken over
+is simply let go; a task whose lease merely expired is ended in this worker's name once the
+database answers again (``take_fenced``), as the rescuer would have, so it runs again.
+
 Refuses: any database access (the completer writes, the heartbeat renews), and running tasks
 itself. Callbacks run on executor threads; state is guarded by one lock.
 """
@@ -21,7 +27,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 
 from loom.events.tasks import publish_cancelled
-from loom.exceptions import TaskCancelled
+from loom.exceptions import LeaseLost, TaskCancelled
 from loom.execution import aexecute, cancelled, execute, is_async
 from loom.executors.asyncio import AsyncExecutor
 from loom.executors.threads import ThreadExecutor
@@ -62,6 +68,10 @@ class InFlight:
         self._interrupted: set[str] = set()
         self._cancelling: set[str] = set()
         self._to_release: list[str] = []
+        # Stale runs being stopped: id -> True if another worker took the task over, False if
+        # only this worker's lease ran out; and stopped ones of the second kind, to end.
+        self._stale: dict[str, bool] = {}
+        self._fenced: list[tuple[str, int]] = []  # (task id, the stopped run's attempt)
         self._closed = False
         self._changed = threading.Condition(self._lock)
         self.finished = 0
@@ -84,6 +94,10 @@ class InFlight:
     def dispatch(self, claimed: Sequence[ClaimedTask]) -> None:
         for task in claimed:
             with self._lock:
+                if task.id in self._held:
+                    # Claimed again while a stale run of it is still here: give this claim back.
+                    self._to_release.append(task.id)
+                    continue
                 self._held.add(task.id)
                 if self._closed:
                     self._to_release.append(task.id)
@@ -111,6 +125,34 @@ class InFlight:
         with self._lock:
             self._held.difference_update(ids)
             self._changed.notify_all()
+
+    def running_ids(self) -> list[str]:
+        with self._lock:
+            return [task_id for task_id in self._running if task_id not in self._stale]
+
+    def take_fenced(self) -> list[tuple[str, int]]:
+        """Stopped runs whose lease ran out, as (task id, attempt): the caller ends that attempt
+        in this worker's name (only where the claim is still that one), then calls ``written``."""
+        with self._lock:
+            fenced, self._fenced = self._fenced, []
+            return fenced
+
+    def put_back_fenced(self, runs: Sequence[tuple[str, int]]) -> None:
+        with self._lock:
+            self._fenced.extend(runs)
+
+    def take_release(self) -> list[str]:
+        """Claims to give back as never started (a task claimed again while a stale run of it was
+        still here; an internal error): the caller releases them, then calls ``written``."""
+        with self._lock:
+            if self._closed:
+                return []  # close() hands them to the shutdown
+            release, self._to_release = self._to_release, []
+            return release
+
+    def put_back_release(self, ids: Sequence[str]) -> None:
+        with self._lock:
+            self._to_release.extend(ids)
 
     def idle(self) -> bool:
         """Nothing running and nothing waiting to be written."""
@@ -151,6 +193,13 @@ class InFlight:
             was_cancelled = claimed.id in self._cancelling
             self._cancelling.discard(claimed.id)
             self._interrupted.discard(claimed.id)
+            taken_over = self._stale.pop(claimed.id, None)
+        if taken_over is not None and (future.cancelled() or future.exception() is not None
+                                       or future.result().status != "SUCCESSFUL"):
+            self._let_go(claimed, taken_over)
+            return
+        # A stale run that succeeded before it could be stopped hands its outcome over like any
+        # other: the completer's write is refused where another worker holds the task now.
         if was_cancelled and (future.cancelled() or future.exception() is not None
                               or future.result().status != "SUCCESSFUL"):
             outcome = replace(cancelled(claimed), workflow_step=claimed.workflow_step)
@@ -181,6 +230,41 @@ class InFlight:
             self._async_ids.discard(claimed.id)
             self._changed.notify_all()
         self.on_done()
+
+    def _let_go(self, claimed: ClaimedTask, taken_over: bool) -> None:
+        logger.warning("loom worker: stopped the run of %s (%s): %s; its outcome is not written", claimed.id,
+                       claimed.task_path, "another worker was given the task" if taken_over
+                       else "its lease expired while this worker could not reach the database")
+        with self._lock:
+            self._running.pop(claimed.id, None)
+            if self._closed:
+                return
+            if taken_over:
+                self._held.discard(claimed.id)
+                self._changed.notify_all()
+            else:
+                self._fenced.append((claimed.id, claimed.attempts))
+        self.on_done()
+
+    # -- stale runs ----------------------------------------------------------------------------
+
+    def abandon(self, ids: Sequence[str], *, taken_over: bool) -> int:
+        """Stop the runs of these tasks: this worker lost their claims (see the module doc).
+        Returns how many runs it started to stop."""
+        stopping = []
+        with self._lock:
+            for task_id in ids:
+                future = self._running.get(task_id)
+                if future is None or task_id in self._stale:
+                    continue
+                self._stale[task_id] = taken_over
+                stopping.append((task_id, future, task_id in self._async_ids))
+        for task_id, future, is_coroutine in stopping:
+            if is_coroutine:
+                future.cancel()
+            elif not future.cancel():
+                self.interrupt(task_id, LeaseLost)
+        return len(stopping)
 
     # -- watchdog: time limits and cancels ---------------------------------------------------
 
@@ -234,6 +318,6 @@ class InFlight:
         the still-running ones are ignored: the caller rescues them."""
         with self._lock:
             self._closed = True
-            abandoned = list(self._running)
+            abandoned = list(self._running) + [task_id for task_id, _ in self._fenced]
             release, self._to_release = self._to_release, []
             return abandoned, release

@@ -9,6 +9,11 @@ from ``asyncio.timeout`` in ``execution`` and are cancelled with ``Task.cancel()
 
 Cancel requests are read from the database every ``cancel_interval`` seconds. The watchdog
 talks to InFlight (which tasks run where), never to the Worker.
+
+Once the heartbeat has not renewed the leases for a whole lease (``lease_lost``: the worker is
+cut off from the database, or stalled), the watchdog stops every run with ``LeaseLost``: their
+tasks may already run elsewhere. It reads no cancel requests while the heartbeat cannot reach the
+database (``database_away``), so a database that does not answer never holds up the time limits.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import ctypes
 import time
 from collections.abc import Callable
 
-from loom.exceptions import TaskCancelled, TimeLimitExceeded
+from loom.exceptions import LeaseLost, TaskCancelled, TimeLimitExceeded
 from loom.store import Store
 from loom.service import Service
 
@@ -40,7 +45,9 @@ class Watchdog(Service):
 
     def __init__(self, inflight, worker_id: str, store: Store, *, interval: float = 0.1,
                  cancel_interval: float = DEFAULT_CANCEL_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 lease_lost: Callable[[], bool] = lambda: False,
+                 database_away: Callable[[], bool] = lambda: False) -> None:
         super().__init__()
         self.inflight = inflight
         self.worker_id = worker_id
@@ -48,17 +55,21 @@ class Watchdog(Service):
         self.interval = interval
         self.cancel_interval = cancel_interval
         self.clock = clock
+        self.lease_lost = lease_lost
+        self.database_away = database_away
         self._next_cancel_check = 0.0
 
     def run_once(self) -> float:
         now = self.clock()
         for task_id in self.inflight.overdue(now):
             self.inflight.interrupt(task_id, TimeLimitExceeded)
-        if now >= self._next_cancel_check:
+        if self.lease_lost():
+            self.inflight.abandon(self.inflight.running_ids(), taken_over=False)
+        if now >= self._next_cancel_check and not self.database_away():
             self._next_cancel_check = now + self.cancel_interval
             for task_id in self.store.cancelled(self.worker_id):
                 self.inflight.cancel(task_id)
         return self.interval
 
 
-__all__ = ["Watchdog", "interrupt_thread", "TaskCancelled"]
+__all__ = ["Watchdog", "interrupt_thread", "TaskCancelled", "LeaseLost"]

@@ -192,3 +192,18 @@ def backend_pid():
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         return cursor.fetchone()[0]
+
+
+@task
+def partition_work(key, seconds=0.5):
+    """Marks its start with its host's name, works in small steps (a stopped run ends between
+    two), and returns the host's name (tests/test_partition.py)."""
+    import socket
+
+    from tests.app.models import Run
+
+    Run.objects.create(key=f"{key}@{socket.gethostname()}", worker_pid=os.getpid())
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    return socket.gethostname()

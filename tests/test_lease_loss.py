@@ -1,0 +1,82 @@
+"""A worker that lost a task's claim stops that run, on every database, with the worker's defaults.
+
+Two ways to lose a claim without a network partition (tests/test_partition.py has that one):
+another worker was given the task (here: the row is changed as a rescue and a new claim would
+change it), and the worker could not renew its leases for a whole lease (here: another client
+holds a lock that its heartbeat waits for, as a long migration or a forgotten shell does).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from loom.models import TaskRecord
+from tests.app import tasks
+from tests.app.models import Run
+from tests.conftest import DB, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LEASE = "3"  # a heartbeat every second
+HOLD = 5.0  # seconds the lock is held: longer than the lease, shorter than the task
+
+
+def _running(key: str) -> TaskRecord:
+    wait_until(lambda: Run.objects.filter(key__startswith=f"{key}@").exists(), message=f"{key} to start")
+    return TaskRecord.objects.get(status="RUNNING")
+
+
+def test_a_run_whose_task_was_given_to_another_worker_is_stopped(start_worker):
+    result = tasks.partition_work.enqueue("given", 60)
+    worker = start_worker("--processes", "1", "--threads", "2", env={"LOOM_TEST_LEASE_SECONDS": LEASE})
+    row = _running("given")
+    # What a rescue after an expired lease and another worker's claim leave in the row.
+    TaskRecord.objects.filter(pk=row.pk).update(claimed_by="another-host-1-abc", attempts=row.attempts + 1)
+    worker.signal()  # a graceful stop waits for running tasks: it returns only if the run stopped
+    assert worker.wait(timeout=30) == 0, worker.text
+    assert "another worker was given the task" in worker.text, worker.text
+    row.refresh_from_db()
+    assert (row.status, row.claimed_by, row.errors) == ("RUNNING", "another-host-1-abc", [])
+    assert Run.objects.filter(key__startswith="given@").count() == 1
+    assert result.id == str(row.pk)
+
+
+def test_a_worker_that_cannot_renew_its_leases_stops_its_runs_and_they_run_again(start_worker):
+    tasks.partition_work.enqueue("held", 8)
+    worker = start_worker("--processes", "1", "--threads", "2", env={"LOOM_TEST_LEASE_SECONDS": LEASE})
+    row = _running("held")
+    locked = threading.Event()
+
+    def hold_lock() -> None:
+        """Another client holds what the heartbeat's renewal must wait for, past the lease."""
+        try:
+            with transaction.atomic():
+                if DB == "sqlite":
+                    Run.objects.create(key="lock")  # the database's write lock
+                else:
+                    TaskRecord.objects.select_for_update().get(pk=row.pk)  # the task's row
+                locked.set()
+                time.sleep(HOLD)  # the fault's length, not a synchronisation
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    holder.join()
+    assert locked.is_set()
+    wait_until(lambda: TaskRecord.objects.get(pk=row.pk).status == "SUCCESSFUL", timeout=60,
+               message="the task to run again and succeed")
+    row.refresh_from_db()
+    # One lost attempt: ended by the worker itself (LeaseLost) or, if the rescuer got there
+    # first once the lock was gone, by the rescuer (WorkerLost); never a failure.
+    [error] = row.errors
+    assert error["exception_class_path"] in ("loom.exceptions.LeaseLost", "loom.exceptions.WorkerLost"), row.errors
+    assert row.attempts == 2
+    assert Run.objects.filter(key__startswith="held@").count() == 2
+    worker.signal()
+    assert worker.wait(timeout=30) == 0, worker.text
+
