@@ -38,11 +38,11 @@ def free_port() -> int:
 class PrivatePostgres:
     """A throw-away PostgreSQL cluster on 127.0.0.1:<port>, trust auth, user ``postgres``.
 
-    ``links``: more addresses to listen on, each as "address/prefix" of a private link of this
-    machine (the host side of a network namespace's veth, tests/netns.py), whose network's clients
-    are trusted."""
+    ``durable``: keep PostgreSQL's defaults (fsync on), for benchmarks. ``links``: more addresses
+    to listen on, each as "address/prefix" of a private link of this machine (the host side of a
+    network namespace's veth, tests/netns.py), whose network's clients are trusted."""
 
-    def __init__(self, links: tuple[str, ...] = ()) -> None:
+    def __init__(self, links: tuple[str, ...] = (), durable: bool = False) -> None:
         self.bin = postgres_bin()
         if self.bin is None:
             raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed; "
@@ -52,6 +52,7 @@ class PrivatePostgres:
         self.port = free_port()
         self.host = "127.0.0.1"
         self.links = links
+        self.durable = durable  # PostgreSQL's own defaults; else fsync=off, as tests need no durability
         self._user = "postgres" if os.geteuid() == 0 else None
 
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -90,7 +91,7 @@ class PrivatePostgres:
     def _pg_ctl(self, action: str) -> None:
         listen = ",".join([self.host, *(link.split("/")[0] for link in self.links)])
         options = (f"-c listen_addresses={listen} -c port={self.port} -c unix_socket_directories={self.dir} "
-                   f"-c fsync=off -c max_connections=200")
+                   f"{'' if self.durable else '-c fsync=off '}-c max_connections=200")
         args = ["pg_ctl", "-D", str(self.data), "-w", "-t", "60", "-l", str(self.dir / "log"), "-o", options]
         if action == "stop":
             args += ["-m", "immediate"]

@@ -132,3 +132,13 @@ def test_bad_periodic_option_is_a_clear_error():
         Options.from_settings({"PERIODIC": {"x": {"task": "a.b", "cron": "every day"}}})
     with pytest.raises(ValueError, match="Unknown loom OPTIONS key 'LEASE'"):
         Options.from_settings({"LEASE": 3})
+
+
+def test_pruning_goes_in_batches_and_spares_what_changed(store):
+    clock = Clock()
+    results = [tasks.add.enqueue(i, i) for i in range(7)]
+    TaskRecord.objects.update(status="FAILED", finished_at=clock() - timedelta(days=8))
+    keep = results[0].id
+    TaskRecord.objects.filter(pk=keep).update(status="READY", finished_at=None)  # an operator's retry
+    assert store.prune(clock() - timedelta(days=7), batch=2) == 6
+    assert [str(i) for i in TaskRecord.objects.values_list("id", flat=True)] == [keep]

@@ -145,7 +145,7 @@ class Worker:
         self.heartbeat = Heartbeat(self.store, self.id, self.config.lease_seconds, clock, self.inflight,
                                    queues=self.queues, concurrency={"threads": threads, "async": async_limit},
                                    lost_retries=self.config.lost_retries)
-        self.watchdog = Watchdog(self.inflight, self.id, self.store, lease_lost=self.heartbeat.lease_lost,
+        self.watchdog = Watchdog(self.inflight, self.id, self.store, lapsed_before=self.heartbeat.lapsed_before,
                                  database_away=lambda: self.heartbeat.failing_since is not None)
         self.leader = Leader(self.store, self.id, self.backend, clock) if maintenance else None
 

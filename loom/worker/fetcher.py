@@ -138,6 +138,7 @@ class Fetcher(Service):
         # A --burst run is drained only if nothing was held before this claim's clock was read:
         # an outcome written meanwhile may have enqueued more (a workflow's next step).
         idle_before = self.inflight.idle()
+        leased_at = time.monotonic()  # no later than the lease's own start: now, read next
         now = self.clock()
         if time.monotonic() >= self._flow_due:
             self.flow = self.store.flow_snapshot(self.backend, self.queues, self.config.queue_limits)
@@ -145,7 +146,7 @@ class Fetcher(Service):
         self._orphans_possible = True  # until the claims' rows are in InFlight's hands
         claimed = self._claim(min(room, self.config.batch_size), now,
                               now + timedelta(seconds=self.config.lease_seconds))
-        self.inflight.dispatch(claimed)
+        self.inflight.dispatch(claimed, leased_at=leased_at)
         self._orphans_possible = False
         self.claimed += len(claimed)
         if claimed:

@@ -11,7 +11,7 @@ The beat is also how a worker learns that it lost a claim. A held task the renew
 still claimed by this worker was given to another (its lease expired while this worker was cut
 off or stalled): its run is stopped (``InFlight.abandon``). And a worker that could not renew for
 a whole lease knows its claims are forfeit before it hears from the database again
-(``lease_lost``; the watchdog stops those runs); once the database answers, the beat ends their
+(``lapsed_before``; the watchdog stops those runs); once the database answers, the beat ends their
 attempts in the worker's own name, where no one else has taken them, so they run again.
 """
 
@@ -54,10 +54,12 @@ class Heartbeat(Service):
         self.renewed_at = monotonic()
         self.taken_over = 0  # runs stopped because another worker was given their task
 
-    def lease_lost(self) -> bool:
-        """True once no renewal has reached the database for a whole lease: every claim this
-        worker holds may have been rescued and given to another worker by now."""
-        return self.monotonic() - self.renewed_at > self.lease_seconds
+    def lapsed_before(self) -> float | None:
+        """Once no renewal has reached the database for a whole lease: the time.monotonic()
+        before which a claim's lease must have begun to have run out (those tasks may have been
+        given to another worker by now); None while the leases hold."""
+        cutoff = self.monotonic() - self.lease_seconds
+        return cutoff if self.renewed_at < cutoff else None
 
     def run_once(self) -> float:
         now = self.clock()

@@ -71,6 +71,7 @@ class InFlight:
         # Stale runs being stopped: id -> True if another worker took the task over, False if
         # only this worker's lease ran out; and stopped ones of the second kind, to end.
         self._stale: dict[str, bool] = {}
+        self._leased_at: dict[str, float] = {}  # id -> time.monotonic() its claim's lease began
         self._fenced: list[tuple[str, int]] = []  # (task id, the stopped run's attempt)
         self._closed = False
         self._changed = threading.Condition(self._lock)
@@ -91,7 +92,10 @@ class InFlight:
         # With work still queued locally, wait until half the prefetch is free: fewer, larger claims.
         return room if starving or room >= max(1, self.prefetch // 2) else 0
 
-    def dispatch(self, claimed: Sequence[ClaimedTask]) -> None:
+    def dispatch(self, claimed: Sequence[ClaimedTask], leased_at: float | None = None) -> None:
+        """Run these tasks; ``leased_at`` (time.monotonic()) is no later than when their claim's
+        lease began (default: now)."""
+        leased_at = time.monotonic() if leased_at is None else leased_at
         for task in claimed:
             with self._lock:
                 if task.id in self._held:
@@ -99,6 +103,7 @@ class InFlight:
                     self._to_release.append(task.id)
                     continue
                 self._held.add(task.id)
+                self._leased_at[task.id] = leased_at
                 if self._closed:
                     self._to_release.append(task.id)
                     continue
@@ -124,11 +129,16 @@ class InFlight:
         """The completer wrote these outcomes: the tasks are no longer held."""
         with self._lock:
             self._held.difference_update(ids)
+            for task_id in ids:
+                self._leased_at.pop(task_id, None)
             self._changed.notify_all()
 
-    def running_ids(self) -> list[str]:
+    def running_ids(self, leased_before: float | None = None) -> list[str]:
+        """Runs not being stopped already; with ``leased_before``, only those whose claim's lease
+        began before it (time.monotonic())."""
         with self._lock:
-            return [task_id for task_id in self._running if task_id not in self._stale]
+            return [task_id for task_id in self._running if task_id not in self._stale
+                    and (leased_before is None or self._leased_at.get(task_id, 0.0) < leased_before)]
 
     def take_fenced(self) -> list[tuple[str, int]]:
         """Stopped runs whose lease ran out, as (task id, attempt): the caller ends that attempt
@@ -241,6 +251,7 @@ class InFlight:
                 return
             if taken_over:
                 self._held.discard(claimed.id)
+                self._leased_at.pop(claimed.id, None)
                 self._changed.notify_all()
             else:
                 self._fenced.append((claimed.id, claimed.attempts))

@@ -10,9 +10,10 @@ from ``asyncio.timeout`` in ``execution`` and are cancelled with ``Task.cancel()
 Cancel requests are read from the database every ``cancel_interval`` seconds. The watchdog
 talks to InFlight (which tasks run where), never to the Worker.
 
-Once the heartbeat has not renewed the leases for a whole lease (``lease_lost``: the worker is
-cut off from the database, or stalled), the watchdog stops every run with ``LeaseLost``: their
-tasks may already run elsewhere. It reads no cancel requests while the heartbeat cannot reach the
+Once the heartbeat has not renewed the leases for a whole lease (``lapsed_before``: the worker
+is cut off from the database, or stalled), the watchdog stops every run whose lease has run out
+(claimed before the last renewal, or more than a lease ago) with ``LeaseLost``: their tasks may
+already run elsewhere. It reads no cancel requests while the heartbeat cannot reach the
 database (``database_away``), so a database that does not answer never holds up the time limits.
 """
 
@@ -46,7 +47,7 @@ class Watchdog(Service):
     def __init__(self, inflight, worker_id: str, store: Store, *, interval: float = 0.1,
                  cancel_interval: float = DEFAULT_CANCEL_INTERVAL,
                  clock: Callable[[], float] = time.monotonic,
-                 lease_lost: Callable[[], bool] = lambda: False,
+                 lapsed_before: Callable[[], float | None] = lambda: None,
                  database_away: Callable[[], bool] = lambda: False) -> None:
         super().__init__()
         self.inflight = inflight
@@ -55,7 +56,7 @@ class Watchdog(Service):
         self.interval = interval
         self.cancel_interval = cancel_interval
         self.clock = clock
-        self.lease_lost = lease_lost
+        self.lapsed_before = lapsed_before
         self.database_away = database_away
         self._next_cancel_check = 0.0
 
@@ -63,8 +64,9 @@ class Watchdog(Service):
         now = self.clock()
         for task_id in self.inflight.overdue(now):
             self.inflight.interrupt(task_id, TimeLimitExceeded)
-        if self.lease_lost():
-            self.inflight.abandon(self.inflight.running_ids(), taken_over=False)
+        cutoff = self.lapsed_before()
+        if cutoff is not None:
+            self.inflight.abandon(self.inflight.running_ids(leased_before=cutoff), taken_over=False)
         if now >= self._next_cancel_check and not self.database_away():
             self._next_cancel_check = now + self.cancel_interval
             for task_id in self.store.cancelled(self.worker_id):
