@@ -114,12 +114,13 @@ class TableCollector:
                                      f"Run time quantiles of tasks finished in the last {RECENT_SECONDS}s.",
                                      labels=["backend", "queue", "quantile"])
         for alias, backend in queries.database_backends().items():
-            for q in queries.queue_rows(backend, now):
+            queues = queries.queue_rows(backend, now)
+            for q in queues:
                 depth.add_metric([alias, q.name, "ready"], q.ready)
                 depth.add_metric([alias, q.name, "scheduled"], q.scheduled)
                 depth.add_metric([alias, q.name, "running"], q.running)
                 oldest.add_metric([alias, q.name], max(0.0, (now - q.oldest_due).total_seconds()) if q.oldest_due else 0.0)
-            for status, n in queries.status_counts(backend).items():
+            for status, n in queries.status_counts(backend, queues).items():
                 rows.add_metric([alias, status.lower()], n)
             alive = [w.alive for w in queries.worker_rows(backend, now) if w.record is not None]
             workers.add_metric([alias, "alive"], sum(alive))

@@ -247,12 +247,18 @@ FINISHED_COUNT_TTL = 30.0
 _finished_counts: dict[tuple[str, str], tuple[float, dt.datetime, dict[str, int]]] = {}
 
 
-def status_counts(backend) -> StatusCounts:
+def status_counts(backend, queues: list[QueueRow] | None = None) -> StatusCounts:
+    """``queues``: ``queue_rows(backend)`` if the caller has it, which holds the READY and RUNNING
+    counts already (counting a large backlog twice doubled the cost of a metrics scrape)."""
     counts = StatusCounts({status: 0 for status in Status.values})
     qs = tasks_of(backend)
-    active = qs.filter(status__in=[Status.READY, Status.RUNNING])
-    for item in active.values("status").annotate(n=Count("pk")).order_by():
-        counts[item["status"]] = item["n"]
+    if queues is not None:
+        counts[Status.READY] = sum(q.ready + q.scheduled for q in queues)
+        counts[Status.RUNNING] = sum(q.running for q in queues)
+    else:
+        active = qs.filter(status__in=[Status.READY, Status.RUNNING])
+        for item in active.values("status").annotate(n=Count("pk")).order_by():
+            counts[item["status"]] = item["n"]
     key = (backend.alias, backend.store.alias)
     cached = _finished_counts.get(key)
     if cached is not None and time.monotonic() < cached[0]:

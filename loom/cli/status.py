@@ -56,7 +56,7 @@ def snapshot(backend) -> dict:
                     "concurrency": flow[q.name].concurrency if q.name in flow else None,
                     "rate": flow[q.name].rate if q.name in flow else None}
                    for q in queues],
-        "tasks": {k.lower(): v for k, v in queries.status_counts(backend).items()},
+        "tasks": {k.lower(): v for k, v in queries.status_counts(backend, queues).items()},
         "workers": [{"id": w.id, "alive": w.alive, "state": w.state,
                      "heartbeat_age_seconds": round(w.heartbeat_age, 1) if w.heartbeat_age is not None else None,
                      "queues": list(w.record.queues) if w.record else [], "running": len(w.running)}
