@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
@@ -60,7 +61,9 @@ class InFlight:
         self.run_atomic = run_atomic  # loom.worker.atomic: an atomic task's run and success, one transaction
 
         self._lock = threading.Lock()
-        self._held: set[str] = set()
+        # Claims held, counted per task id: a task can be claimed again (a retry due at once)
+        # before the completer reports its last outcome written, and both claims are held.
+        self._held: Counter[str] = Counter()
         self._running: dict[str, Future] = {}
         self._async_ids: set[str] = set()
         self._sync_running = 0
@@ -98,11 +101,11 @@ class InFlight:
         leased_at = time.monotonic() if leased_at is None else leased_at
         for task in claimed:
             with self._lock:
-                if task.id in self._held:
+                self._held[task.id] += 1
+                if task.id in self._running or any(task_id == task.id for task_id, _ in self._fenced):
                     # Claimed again while a stale run of it is still here: give this claim back.
                     self._to_release.append(task.id)
                     continue
-                self._held.add(task.id)
                 self._leased_at[task.id] = leased_at
                 if self._closed:
                     self._to_release.append(task.id)
@@ -123,15 +126,23 @@ class InFlight:
 
     def held_ids(self) -> list[str]:
         with self._lock:
-            return list(self._held)
+            return list(self._held)  # ids with a count above zero (see _unhold)
 
     def written(self, ids: Sequence[str]) -> None:
         """The completer wrote these outcomes: the tasks are no longer held."""
         with self._lock:
-            self._held.difference_update(ids)
-            for task_id in ids:
-                self._leased_at.pop(task_id, None)
+            self._unhold(ids)
             self._changed.notify_all()
+
+    def _unhold(self, ids: Sequence[str]) -> None:
+        """One claim of each of these is no longer held. Called under the lock."""
+        for task_id in ids:
+            left = self._held[task_id] - 1
+            if left > 0:
+                self._held[task_id] = left
+            else:
+                self._held.pop(task_id, None)
+                self._leased_at.pop(task_id, None)
 
     def running_ids(self, leased_before: float | None = None) -> list[str]:
         """Runs not being stopped already; with ``leased_before``, only those whose claim's lease
@@ -250,8 +261,7 @@ class InFlight:
             if self._closed:
                 return
             if taken_over:
-                self._held.discard(claimed.id)
-                self._leased_at.pop(claimed.id, None)
+                self._unhold([claimed.id])
                 self._changed.notify_all()
             else:
                 self._fenced.append((claimed.id, claimed.attempts))
