@@ -97,9 +97,12 @@ def test_loom_health_asks_the_database_for_live_workers_and_waiting_tasks(start_
 
     worker = start_worker("--processes", "0")
     worker.wait_started()
-    from loom.models import TaskRecord
+    from loom.models import TaskRecord, WorkerRecord
 
     wait_until(lambda: not TaskRecord.objects.filter(status="READY").exists(), message="the task ran")
+    # Registration is the heartbeat's first beat, in its own thread: on a busy machine the fetcher
+    # can claim and run the task before it lands.
+    wait_until(lambda: WorkerRecord.objects.exists(), message="the worker to register")
     call_command("loom", "health")  # no exception: exit 0
     out = capsys.readouterr().out
     assert "ok: 1 worker(s) sent a heartbeat" in out and "ok: the oldest due task waited 0.0s" in out
