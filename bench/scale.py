@@ -184,23 +184,26 @@ def drain(store, backend) -> float:
     return done / (time.perf_counter() - began)
 
 
-def pickup(store) -> tuple[float, float]:
+def round_trip(store) -> float:
+    """Enqueue one high-priority task and claim it at once (then complete it): milliseconds from
+    the enqueue call to the claimed row."""
     from django.utils import timezone
 
     from loom.execution import execute
     from tests.app import tasks
 
-    urgent = tasks.noop.using(priority=10)
-    samples = []
-    for _ in range(SAMPLES):
-        began = time.perf_counter()
-        result = urgent.enqueue()
-        now = timezone.now()
-        [claimed] = store.claim("bench-scale", None, 1, now, now + dt.timedelta(seconds=30))
-        samples.append((time.perf_counter() - began) * 1000)
-        assert claimed.id == result.id
-        store.complete_many("bench-scale", [execute(claimed)])
-    samples.sort()
+    began = time.perf_counter()
+    result = tasks.noop.using(priority=10).enqueue()
+    now = timezone.now()
+    [claimed] = store.claim("bench-scale", None, 1, now, now + dt.timedelta(seconds=30))
+    took = (time.perf_counter() - began) * 1000
+    assert claimed.id == result.id
+    store.complete_many("bench-scale", [execute(claimed)])
+    return took
+
+
+def pickup(store) -> tuple[float, float]:
+    samples = sorted(round_trip(store) for _ in range(SAMPLES))
     return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
 
 
@@ -210,8 +213,6 @@ def prune_under_claims(store) -> dict:
     from django.db import connections
     from django.utils import timezone
 
-    from loom.execution import execute
-    from tests.app import tasks
 
     done = threading.Event()
     outcome: dict = {}
@@ -225,17 +226,11 @@ def prune_under_claims(store) -> dict:
             connections.close_all()
             done.set()
 
-    urgent = tasks.noop.using(priority=10)
     samples = []
     thread = threading.Thread(target=prune)
     thread.start()
     while not done.is_set():
-        began = time.perf_counter()
-        urgent.enqueue()
-        now = timezone.now()
-        claimed = store.claim("bench-scale", None, 1, now, now + dt.timedelta(seconds=30))
-        samples.append((time.perf_counter() - began) * 1000)
-        store.complete_many("bench-scale", [execute(c) for c in claimed])
+        samples.append(round_trip(store))
         time.sleep(0.01)
     thread.join()
     samples.sort()

@@ -281,11 +281,17 @@ class InFlight:
                 self._stale[task_id] = taken_over
                 stopping.append((task_id, future, task_id in self._async_ids))
         for task_id, future, is_coroutine in stopping:
+            self._stop(task_id, future, is_coroutine, LeaseLost)
+        return len(stopping)
+
+    def _stop(self, task_id: str, future: Future, is_coroutine: bool, exc_type: type[BaseException]) -> None:
+        """Stop one run: a coroutine is cancelled, a sync task not started yet never starts, a
+        running one gets ``exc_type`` raised in its thread. _done() records what follows."""
+        if is_coroutine or not future.cancel():
             if is_coroutine:
                 future.cancel()
-            elif not future.cancel():
-                self.interrupt(task_id, LeaseLost)
-        return len(stopping)
+            else:
+                self.interrupt(task_id, exc_type)
 
     # -- watchdog: time limits and cancels ---------------------------------------------------
 
@@ -310,11 +316,7 @@ class InFlight:
                 return
             self._cancelling.add(task_id)
             is_coroutine = task_id in self._async_ids
-        if is_coroutine or future.cancel():
-            if is_coroutine:
-                future.cancel()
-            return
-        self.interrupt(task_id, TaskCancelled)
+        self._stop(task_id, future, is_coroutine, TaskCancelled)
 
     # -- shutdown ------------------------------------------------------------------------------
 
