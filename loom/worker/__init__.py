@@ -9,8 +9,8 @@ One process, several threads, each part a service with one job::
     completer   writes outcomes in batches (one UPDATE); a bad outcome fails its task alone
     heartbeat   registers the worker, renews the leases of the tasks it holds; stops the runs
                 of tasks another worker was given (a claim lost while cut off)
-    watchdog    soft time limits of sync tasks; cancels of running tasks; stops every run once
-                the heartbeat could not renew for a whole lease
+    watchdog    soft time limits of sync tasks; cancels of running tasks; stops the runs whose
+                leases ran out while the heartbeat could not renew them
     leader      if elected cluster-wide: rescuer, scheduler, pruner
 
 None of them dies of a database error: each retries with backoff and logs once per outage.
