@@ -81,3 +81,48 @@ def test_a_worker_that_cannot_renew_its_leases_stops_its_runs_and_they_run_again
     worker.signal()
     assert worker.wait(timeout=30) == 0, worker.text
 
+
+
+@pytest.mark.skipif(DB == "sqlite", reason="SQLite has no table lock that holds up readers (WAL)")
+def test_a_locked_table_holds_up_no_lapsed_lease(start_worker):
+    """A migration's ALTER TABLE, or a user's LOCK TABLE, on loom's table: every query the worker
+    makes waits for it. The watchdog needs none, so it still stops the run whose lease ran out,
+    while the lock is held (it used to wait behind its own read of cancel requests)."""
+    tasks.stoppable_work.enqueue("table", 10)
+    worker = start_worker("--processes", "1", "--threads", "2", env={"LOOM_TEST_LEASE_SECONDS": LEASE})
+    row = _running("table")
+    table = TaskRecord._meta.db_table
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                if DB == "postgresql":
+                    cursor.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+                else:
+                    cursor.execute(f"LOCK TABLES `{table}` WRITE")
+                locked.set()
+                release.wait(60)
+                if DB != "postgresql":
+                    cursor.execute("UNLOCK TABLES")
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    try:
+        assert locked.wait(30)
+        # The task records its own stop in a table of its own, which the lock does not hold.
+        wait_until(lambda: Run.objects.filter(key="table@stopped:LeaseLost").exists(), timeout=30,
+                   message="the run to be stopped while loom's table is locked")
+    finally:
+        release.set()
+        holder.join()
+    wait_until(lambda: TaskRecord.objects.get(pk=row.pk).status == "SUCCESSFUL", timeout=60,
+               message="the stopped run's task to run again and succeed")
+    row.refresh_from_db()
+    lost = [e["exception_class_path"] for e in row.errors]
+    assert lost and set(lost) <= {"loom.exceptions.LeaseLost", "loom.exceptions.WorkerLost"}, row.errors
+    assert Run.objects.filter(key="table@start").count() == 2
+    worker.signal()
+    assert worker.wait(timeout=30) == 0, worker.text

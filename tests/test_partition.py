@@ -32,7 +32,9 @@ pytestmark = [pytest.mark.skipif(DB != "postgresql", reason="one PostgreSQL shar
 LEASE = 6  # seconds: a heartbeat every 2 s; a cut host's tasks are rescued within ~LEASE + 5 s
 TASKS = 240
 SECONDS = 0.5  # each task's work
-LONG = 6  # tasks of LONG_SECONDS, started first: runs the cut-off worker has to stop itself
+# Tasks of LONG_SECONDS, claimed first: runs the cut-off worker has to stop itself. Fewer than
+# THREADS, so that short tasks finish while the host is cut off: their outcomes arrive late.
+LONG = 2
 LONG_SECONDS = 15
 THREADS = 4
 
@@ -175,11 +177,14 @@ def test_a_cut_off_host_loses_its_tasks_to_the_others_and_rejoins(cluster):
     assert set(started) == set(by_key)  # every task ran
     twice = {key for key, n in started.items() if n > 1}
     assert {by_key[key] for key in twice} <= in_flight, (twice, in_flight)
-    # Every task that was in flight on the cut host ended elsewhere: no late outcome of the cut
-    # host overwrote the run that took it over, and each records the attempt it lost.
+    # No late outcome of the cut host overwrote the run that took its task over: every task in
+    # flight there at the cut ended elsewhere, or on the cut host in a run after it rejoined
+    # (a second run there), and each records the attempt it lost.
+    key_of = {task_id: key for key, task_id in by_key.items()}
+    host_runs = Counter(runs.values_list("key", flat=True))
     for task_id in in_flight:
         status, host_name, errors = rows[task_id]
-        assert host_name != cut.name, (task_id, errors)
+        assert host_name != cut.name or host_runs[f"{key_of[task_id]}@{cut.name}"] >= 2, (task_id, errors)
         assert errors and errors[0]["exception_class_path"] in ("loom.exceptions.WorkerLost",
                                                                  "loom.exceptions.LeaseLost"), errors
     print(f"\n{len(in_flight)} tasks in flight at the cut, rescued within {rescued_after:.1f}s; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
 
 import pytest
 from django.utils import timezone
@@ -77,7 +78,9 @@ def test_children_are_recycled_after_max_tasks(start_worker):
     statuses = [(r.id, TaskRecord.objects.get(pk=r.id).status) for r in results]
     context = f"runs={runs} statuses={statuses} output={''.join(worker.output)[-2000:]}"
     assert len(runs) == 30, context
-    assert len({pid for _, pid in runs}) >= 3, context
+    per_child = Counter(pid for _, pid in runs)
+    # One thread: a child starts nothing after its tenth task (what it prefetched goes back).
+    assert max(per_child.values()) <= 10 and len(per_child) >= 3, context
     assert all(status == "SUCCESSFUL" for _, status in statuses), context
 
 

@@ -9,8 +9,9 @@ One process, several threads, each part a service with one job::
     completer   writes outcomes in batches (one UPDATE); a bad outcome fails its task alone
     heartbeat   registers the worker, renews the leases of the tasks it holds; stops the runs
                 of tasks another worker was given (a claim lost while cut off)
-    watchdog    soft time limits of sync tasks; cancels of running tasks; stops the runs whose
-                leases ran out while the heartbeat could not renew them
+    watchdog    soft time limits of sync tasks; stops the runs whose leases ran out while the
+                heartbeat could not renew them (never waits on the database)
+    cancels     reads operators' cancel requests for the tasks running here
     leader      if elected cluster-wide: rescuer, scheduler, pruner
 
 None of them dies of a database error: each retries with backoff and logs once per outage.
@@ -48,6 +49,7 @@ from loom.worker.fetcher import Fetcher
 from loom.worker.heartbeat import Heartbeat
 from loom.worker.inflight import InFlight
 from loom.worker.leader import Leader
+from loom.worker.cancels import Cancels
 from loom.worker.watchdog import Watchdog
 
 logger = logging.getLogger("loom.worker")
@@ -145,8 +147,9 @@ class Worker:
         self.heartbeat = Heartbeat(self.store, self.id, self.config.lease_seconds, clock, self.inflight,
                                    queues=self.queues, concurrency={"threads": threads, "async": async_limit},
                                    lost_retries=self.config.lost_retries)
-        self.watchdog = Watchdog(self.inflight, self.id, self.store, lapsed_before=self.heartbeat.lapsed_before,
-                                 database_away=lambda: self.heartbeat.failing_since is not None)
+        self.watchdog = Watchdog(self.inflight, lapsed_before=self.heartbeat.lapsed_before)
+        self.cancels = Cancels(self.inflight, self.id, self.store,
+                               database_away=lambda: self.heartbeat.failing_since is not None)
         self.leader = Leader(self.store, self.id, self.backend, clock) if maintenance else None
 
     @property
@@ -218,7 +221,7 @@ class Worker:
 
     def run(self) -> None:
         """Run until stopped (or, with burst, until nothing is due)."""
-        services = [self.completer, self.heartbeat, self.watchdog]
+        services = [self.completer, self.heartbeat, self.watchdog, self.cancels]
         services += [s for s in (self.leader,) if s is not None]
         for service in services:
             service.start()
@@ -251,6 +254,7 @@ class Worker:
             self.max_memory_mb is not None and rss_mb() > self.max_memory_mb
         ):
             self.recycled = True
+            self.inflight.drain()
             self.stop()
 
     # -- shutdown ------------------------------------------------------------------------------

@@ -81,6 +81,7 @@ class InFlight:
         self.finished = 0
         self.retry_at = None  # latest available_at of a retry this worker scheduled (--burst waits)
         self.stop_requested = False  # a task raised KeyboardInterrupt: the process should stop
+        self._draining = False  # start no more runs (see drain)
 
     # -- claiming ------------------------------------------------------------------------------
 
@@ -88,6 +89,8 @@ class InFlight:
         """How many more tasks to claim now: free slots plus a small prefetch, so a claim fetches
         a batch while the running ones finish instead of one task per freed slot."""
         with self._lock:
+            if self._draining:
+                return 0
             sync_room = self.threads + self.prefetch - self._sync_running
             total_room = self.capacity + self.prefetch - len(self._running)
             room = max(0, min(sync_room, total_room))
@@ -107,7 +110,7 @@ class InFlight:
                     self._to_release.append(task.id)
                     continue
                 self._leased_at[task.id] = leased_at
-                if self._closed:
+                if self._closed or self._draining:
                     self._to_release.append(task.id)
                     continue
             if is_async(task):
@@ -319,6 +322,14 @@ class InFlight:
         self._stop(task_id, future, is_coroutine, TaskCancelled)
 
     # -- shutdown ------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Start no more runs: a child recycling after its last task gives back what it claimed
+        but has not started at once, from the thread that finished that task, before the pool
+        starts the next one (waiting for the main thread let a busy child run several more)."""
+        with self._lock:
+            self._draining = True
+        self.take_back_unstarted()
 
     def take_back_unstarted(self) -> None:
         """Cancel sync tasks queued but not started; _done() marks them for release."""

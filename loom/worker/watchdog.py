@@ -1,20 +1,21 @@
-"""Watchdog: enforces soft time limits on sync tasks and carries out cancels of running tasks.
+"""Watchdog: enforces soft time limits on sync tasks and stops the runs whose leases ran out.
 
 A sync task cannot be stopped from outside its thread, so the watchdog raises an exception in
-that thread (``PyThreadState_SetAsyncExc``): ``TimeLimitExceeded`` at the soft limit,
-``TaskCancelled`` on a cancel. Python code sees it at its next bytecode; code blocked in C (a
-long ``time.sleep``, a socket read without timeout) sees it only when that call returns, which
-is why the hard limit (the supervisor kills the process) exists. Coroutines get the soft limit
-from ``asyncio.timeout`` in ``execution`` and are cancelled with ``Task.cancel()``.
+that thread (``PyThreadState_SetAsyncExc``): ``TimeLimitExceeded`` at the soft limit
+(``TaskCancelled`` for an operator's cancel: ``loom.worker.cancels``). Python code sees it at its
+next bytecode; code blocked in C (a long ``time.sleep``, a socket read without timeout) sees it
+only when that call returns, which is why the hard limit (the supervisor kills the process)
+exists. Coroutines get the soft limit from ``asyncio.timeout`` in ``execution`` and are
+cancelled with ``Task.cancel()``.
 
-Cancel requests are read from the database every ``cancel_interval`` seconds. The watchdog
-talks to InFlight (which tasks run where), never to the Worker.
+The watchdog never waits on the database (a query can hang for seconds when the network
+drops packets, and limits must hold then too); it talks to InFlight (which tasks run where),
+never to the Worker.
 
 Once the heartbeat has not renewed the leases for a whole lease (``lapsed_before``: the worker
 is cut off from the database, or stalled), the watchdog stops every run whose lease has run out
 (claimed before the last renewal, or more than a lease ago) with ``LeaseLost``: their tasks may
-already run elsewhere. It reads no cancel requests while the heartbeat cannot reach the
-database (``database_away``), so a database that does not answer never holds up the time limits.
+already run elsewhere.
 """
 
 from __future__ import annotations
@@ -24,11 +25,7 @@ import time
 from collections.abc import Callable
 
 from loom.exceptions import LeaseLost, TaskCancelled, TimeLimitExceeded
-from loom.store import Store
 from loom.service import Service
-
-# Seconds between two looks at the table for cancel requests.
-DEFAULT_CANCEL_INTERVAL = 1.0
 
 
 def interrupt_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
@@ -42,23 +39,15 @@ def interrupt_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
 
 class Watchdog(Service):
     name = "watchdog"
-    max_retry_delay = 1.0  # soft limits keep being enforced while the database is away
+    max_retry_delay = 1.0
 
-    def __init__(self, inflight, worker_id: str, store: Store, *, interval: float = 0.1,
-                 cancel_interval: float = DEFAULT_CANCEL_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic,
-                 lapsed_before: Callable[[], float | None] = lambda: None,
-                 database_away: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, inflight, *, interval: float = 0.1, clock: Callable[[], float] = time.monotonic,
+                 lapsed_before: Callable[[], float | None] = lambda: None) -> None:
         super().__init__()
         self.inflight = inflight
-        self.worker_id = worker_id
-        self.store = store
         self.interval = interval
-        self.cancel_interval = cancel_interval
         self.clock = clock
         self.lapsed_before = lapsed_before
-        self.database_away = database_away
-        self._next_cancel_check = 0.0
 
     def run_once(self) -> float:
         now = self.clock()
@@ -67,10 +56,6 @@ class Watchdog(Service):
         cutoff = self.lapsed_before()
         if cutoff is not None:
             self.inflight.abandon(self.inflight.running_ids(leased_before=cutoff), taken_over=False)
-        if now >= self._next_cancel_check and not self.database_away():
-            self._next_cancel_check = now + self.cancel_interval
-            for task_id in self.store.cancelled(self.worker_id):
-                self.inflight.cancel(task_id)
         return self.interval
 
 

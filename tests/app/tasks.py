@@ -207,3 +207,19 @@ def partition_work(key, seconds=0.5):
     while time.monotonic() < deadline:
         time.sleep(0.02)
     return socket.gethostname()
+
+
+@task
+def stoppable_work(key, seconds):
+    """Works in small steps and records, in its own table, that its run was stopped and with
+    what: a test can see it while loom's table is locked (tests/test_lease_loss.py)."""
+    from tests.app.models import Run
+
+    Run.objects.create(key=f"{key}@start", worker_pid=os.getpid())
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+    except BaseException as exc:
+        Run.objects.create(key=f"{key}@stopped:{type(exc).__name__}", worker_pid=os.getpid())
+        raise
