@@ -26,6 +26,8 @@ import threading
 from typing import Any
 
 from django.conf import settings
+from django.db.models import F, FloatField, Func
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -139,16 +141,37 @@ class TableCollector:
         for item in finished.values("queue_name", "status").annotate(n=Count("pk")).order_by():
             recent.add_metric([alias, item["queue_name"], item["status"].lower()], item["n"])
         by_queue: dict[str, list[float]] = {}
-        for queue, started, attempted, finished_at in (
+        for queue, seconds in (
             finished.exclude(started_at=None).order_by("-finished_at")
-            .values_list("queue_name", "started_at", "last_attempted_at", "finished_at")[:MAX_DURATION_ROWS]
+            .annotate(seconds=_RunSeconds()).values_list("queue_name", "seconds")[:MAX_DURATION_ROWS]
         ):
-            begin = attempted or started
-            by_queue.setdefault(queue, []).append(max(0.0, (finished_at - begin).total_seconds()))
+            by_queue.setdefault(queue, []).append(max(0.0, seconds or 0.0))
         for queue, values in by_queue.items():
             values.sort()
             for q in QUANTILES:
                 duration.add_metric([alias, queue, str(q)], values[min(len(values) - 1, int(q * len(values)))])
+
+
+class _RunSeconds(Func):
+    """Seconds from the last attempt's start (or the first start) to the finish, computed by the
+    database: converting three datetimes per row in Python took 100 ms of a scrape on SQLite."""
+
+    output_field = FloatField()
+    template = "EXTRACT(EPOCH FROM (%(expressions)s))"  # PostgreSQL: finished - began
+    arg_joiner = " - "
+
+    def __init__(self) -> None:
+        super().__init__(F("finished_at"), Coalesce(F("last_attempted_at"), F("started_at")))
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="(julianday(%(expressions)s)) * 86400.0",
+                           arg_joiner=") - julianday(", **extra)
+
+    def as_mysql(self, compiler, connection, **extra):
+        began_first = self.copy()
+        began_first.set_source_expressions(self.get_source_expressions()[::-1])
+        return began_first.as_sql(compiler, connection, template="TIMESTAMPDIFF(MICROSECOND, %(expressions)s) / 1000000.0",
+                                  arg_joiner=", ", **extra)
 
 
 class _ProcessCollector:

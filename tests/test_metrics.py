@@ -49,6 +49,28 @@ def test_queue_depth_rows_and_recent_outcomes():
     assert sample(text, "loom_task_duration_recent_seconds", queue="default", quantile="0.5") >= 0
 
 
+def test_recent_durations_are_measured_from_the_last_attempt():
+    """The database computes each duration (its own date arithmetic on each database)."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from loom.metrics import render_metrics
+    from loom.models import TaskRecord
+
+    now = timezone.now()
+    for seconds, retried in [(1.5, False), (2.5, True), (4.0, False)]:
+        began = now - dt.timedelta(seconds=seconds)
+        TaskRecord.objects.filter(pk=tasks.add.using(queue_name="other").enqueue(1, 1).id).update(
+            status="SUCCESSFUL", finished_at=now,
+            # A retried task's duration counts from its last attempt, not its first start.
+            started_at=began - dt.timedelta(seconds=60) if retried else began,
+            last_attempted_at=began if retried else None)
+    text = render_metrics()[0].decode()
+    assert sample(text, "loom_task_duration_recent_seconds", queue="other", quantile="0.5") == pytest.approx(2.5, abs=0.01)
+    assert sample(text, "loom_task_duration_recent_seconds", queue="other", quantile="0.9") == pytest.approx(4.0, abs=0.01)
+
+
 def test_process_counters_follow_task_finished():
     from loom import metrics
 
