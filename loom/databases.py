@@ -96,7 +96,7 @@ def _use_wal(alias: str, name, timeout: float) -> None:
         logger.warning("loom: SQLite database %r stays in journal mode %r (WAL refused)", alias, mode)
 
 
-def labelled(alias: str, role: str, *, bookkeeping: bool = False):
+def labelled(alias: str, role: str, *, bookkeeping: bool = False, lock_wait: float | None = None):
     """A new connection object for ``alias`` that names itself "loom <role>" on PostgreSQL.
 
     ``bookkeeping``: the connection only writes loom's own state (claims, outcomes, leases), whose
@@ -104,7 +104,13 @@ def labelled(alias: str, role: str, *, bookkeeping: bool = False):
     commits to reach the disk (PostgreSQL ``synchronous_commit = off``, unless the alias goes
     through a transaction pooler, where a session setting would leak; SQLite ``synchronous =
     NORMAL``, durable in WAL mode against a crash of the process). Enqueues and the tasks' own
-    queries keep the user's settings."""
+    queries keep the user's settings.
+
+    ``lock_wait``: seconds a statement may wait for a lock before it fails (PostgreSQL
+    ``lock_timeout``, MariaDB ``lock_wait_timeout`` and ``innodb_lock_wait_timeout`` in whole
+    seconds, SQLite's busy timeout), for a loop that must not stall behind another client's lock
+    (a migration's ALTER TABLE); left out behind a transaction pooler and where the user set an
+    ``init_command`` of their own."""
     wrapper = connections.create_connection(alias)
     settings = connections.settings[alias]
     options = dict(settings.get("OPTIONS") or {})
@@ -113,21 +119,35 @@ def labelled(alias: str, role: str, *, bookkeeping: bool = False):
         options["application_name"] = (f"{own} (loom {role})" if own else f"loom {role}")[:MAX_APPLICATION_NAME]
         if bookkeeping and not settings.get("DISABLE_SERVER_SIDE_CURSORS"):
             options["options"] = f"{options.get('options', '')} -c synchronous_commit=off".strip()
-    elif bookkeeping and settings["ENGINE"].endswith("sqlite3"):
-        options["init_command"] = f"{options.get('init_command', '')};PRAGMA synchronous=NORMAL".strip(";")
+        if lock_wait is not None and not settings.get("DISABLE_SERVER_SIDE_CURSORS"):
+            options["options"] = f"{options.get('options', '')} -c lock_timeout={int(lock_wait * 1000)}".strip()
+    elif settings["ENGINE"].endswith("sqlite3") and (bookkeeping or lock_wait is not None):
+        if bookkeeping:
+            options["init_command"] = f"{options.get('init_command', '')};PRAGMA synchronous=NORMAL".strip(";")
+        if lock_wait is not None:
+            options["timeout"] = min(float(options.get("timeout", lock_wait)), lock_wait)
+    elif "mysql" in settings["ENGINE"] and lock_wait is not None and not options.get("init_command"):
+        seconds = max(1, round(lock_wait))
+        options["init_command"] = f"SET SESSION lock_wait_timeout = {seconds}, innodb_lock_wait_timeout = {seconds}"
     else:
         return wrapper
     wrapper.settings_dict = {**settings, "OPTIONS": options}
     return wrapper
 
 
-def label_thread(role: str, *, bookkeeping: bool = False) -> None:
+def label_thread(role: str, *, bookkeeping: bool = False, lock_wait: float | None = None) -> None:
     """Give this thread its own connection objects for loom's part ``role`` (see ``labelled``)."""
     for alias in connections:
         current = getattr(connections._connections, alias, None)
         if current is not None and current.connection is not None:
             continue  # already connected under another name: leave it
-        connections[alias] = labelled(alias, role, bookkeeping=bookkeeping)
+        connections[alias] = labelled(alias, role, bookkeeping=bookkeeping, lock_wait=lock_wait)
+
+
+def unlabel_thread() -> None:
+    """Plain connection objects for this thread again (a child forked from a labelled thread)."""
+    for alias in connections:
+        connections[alias] = connections.create_connection(alias)
 
 
 def close_broken() -> None:

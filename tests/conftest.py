@@ -67,6 +67,7 @@ def _needs_task_options():
 needs_task_options = _needs_task_options()
 
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -175,6 +176,44 @@ def wait_until(predicate, timeout: float = 30, interval: float = 0.02, message: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {message}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def task_table_locked():
+    """Another client holds loom's task table for the block (PostgreSQL ``LOCK TABLE``, MariaDB
+    ``LOCK TABLES``), as a migration's ALTER TABLE does: every other query on it waits. Held from
+    a thread of its own, whose connection can touch nothing else under MariaDB's LOCK TABLES."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from loom.models import TaskRecord
+
+    table = TaskRecord._meta.db_table
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    cursor.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+                else:
+                    cursor.execute(f"LOCK TABLES `{table}` WRITE")
+                locked.set()
+                release.wait(60)
+                if connection.vendor != "postgresql":
+                    cursor.execute("UNLOCK TABLES")
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(30), "could not lock the task table"
+        yield
+    finally:
+        release.set()
+        holder.join()
 
 
 def child_pids(parent: int) -> list[int]:

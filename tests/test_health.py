@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from tests.app import tasks
-from tests.conftest import DB, child_pids, wait_until
+from tests.conftest import DB, child_pids, task_table_locked, wait_until
 from tests.plain_project import PlainProject
 
 # Seconds without a tick before "not ready", kept short so the tests do not wait long.
@@ -113,3 +113,27 @@ def test_loom_health_asks_the_database_for_live_workers_and_waiting_tasks(start_
 def test_loom_health_port_says_when_nothing_answers():
     with pytest.raises(CommandError, match="does not answer.*--health-port"):
         call_command("loom", "health", "--port", "9", "--timeout", "1")
+
+
+@pytest.mark.skipif(DB == "sqlite", reason="SQLite has no table lock that holds up readers (WAL)")
+@pytest.mark.django_db(transaction=True)
+def test_the_supervisor_answers_livez_while_the_task_table_is_locked(start_worker):
+    """A migration's ALTER TABLE (here LOCK TABLE) holds loom's table for as long as it runs. The
+    supervisor's loop, which answers /livez, forwards signals and restarts children, reads that
+    table every second (hard time limits): its reads give up after a second instead of waiting,
+    so a kubelet's liveness probe does not restart a healthy worker during a migration."""
+    import time
+
+    worker = start_worker("--processes", "1", "--health-port", "0", "--health-host", "127.0.0.1")
+    worker.wait_started()
+    url = health_url(worker.output)
+    took = []
+    with task_table_locked():
+        until = time.monotonic() + 5  # several of the supervisor's hard-limit reads
+        while time.monotonic() < until:
+            began = time.monotonic()
+            assert get(f"{url}/livez")[0] == 200
+            took.append(time.monotonic() - began)
+    assert max(took) < 2.5, took
+    worker.signal()
+    assert worker.wait(timeout=60) == 0, worker.text

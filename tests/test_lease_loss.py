@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from loom.models import TaskRecord
 from tests.app import tasks
 from tests.app.models import Run
-from tests.conftest import DB, wait_until
+from tests.conftest import DB, task_table_locked, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -91,33 +91,10 @@ def test_a_locked_table_holds_up_no_lapsed_lease(start_worker):
     tasks.stoppable_work.enqueue("table", 10)
     worker = start_worker("--processes", "1", "--threads", "2", env={"LOOM_TEST_LEASE_SECONDS": LEASE})
     row = _running("table")
-    table = TaskRecord._meta.db_table
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_lock() -> None:
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                if DB == "postgresql":
-                    cursor.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
-                else:
-                    cursor.execute(f"LOCK TABLES `{table}` WRITE")
-                locked.set()
-                release.wait(60)
-                if DB != "postgresql":
-                    cursor.execute("UNLOCK TABLES")
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_lock)
-    holder.start()
-    try:
-        assert locked.wait(30)
+    with task_table_locked():
         # The task records its own stop in a table of its own, which the lock does not hold.
         wait_until(lambda: Run.objects.filter(key="table@stopped:LeaseLost").exists(), timeout=30,
                    message="the run to be stopped while loom's table is locked")
-    finally:
-        release.set()
-        holder.join()
     wait_until(lambda: TaskRecord.objects.get(pk=row.pk).status == "SUCCESSFUL", timeout=60,
                message="the stopped run's task to run again and succeed")
     row.refresh_from_db()

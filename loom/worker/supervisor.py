@@ -39,7 +39,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from loom.databases import close_broken
+from loom.databases import close_broken, label_thread, unlabel_thread
 from loom.exceptions import TimeLimitExceeded, WorkerLost
 from loom.service import Outage
 from loom.store import Store
@@ -56,6 +56,9 @@ HARD_LIMIT_INTERVAL = 1.0
 START_GATE_TIMEOUT = 60.0
 # Exit code of a child that recycled itself (max tasks / memory): restart it, not a failure.
 RECYCLE_EXIT = 75
+# Seconds a supervisor's statement may wait for another client's lock before it gives up (and
+# tries again a second later): its loop forwards signals, restarts children and answers /livez.
+LOCK_WAIT = 1.0
 # Crashes in a row at start-up after which a --burst run gives up (an ordinary run tries 4x longer).
 MAX_CRASHES = 5
 # Longest pause before restarting a crash-looping child.
@@ -198,6 +201,7 @@ class Supervisor:
             code = 1
             try:
                 _prepare_child(parent)
+                unlabel_thread()  # the worker's own connections, not the supervisor's
                 for fd in close:
                     os.close(fd)
                 if self.probes is not None:
@@ -261,6 +265,12 @@ class Supervisor:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> int:
+        # The loop's reads and rescues must not wait behind a lock on the task table (a migration
+        # can hold one for minutes): they fail after LOCK_WAIT and are tried again.
+        from django.db import connections
+
+        connections.close_all()
+        label_thread("supervisor", lock_wait=LOCK_WAIT)
         self.start()
         try:
             while self.run_once():
