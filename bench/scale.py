@@ -12,6 +12,8 @@ smaller), and at each size this measures, in one process on one connection:
   per task as the table grows; the full worker adds its constant hand-offs on top.
 - **pickup** (enqueue to claimed): 200 times, one high-priority task enqueued and claimed at
   once: p50 / p99 in ms (the notification and thread hand-off of a real worker add a constant).
+- **archive** (PostgreSQL): the finished rows are first moved into archive tables, as the
+  leader's archiver does in use (``loom.store.archive``): rows per second of that move.
 - **dashboard**: every page and ``/loom/metrics`` fetched 20 times by a signed-in staff user
   (Django's test client, the real views and templates): p95 in ms, and the first (cold) fetch.
 
@@ -41,7 +43,9 @@ BACKLOG = 100_000
 SAMPLES = 200
 PAGE_FETCHES = 20
 CHUNK = 1_000_000
-PRUNE_BATCH_NOTE = "the pruner's batches of loom.store.operations.PRUNE_BATCH rows, PRUNE_BATCH_SQLITE on SQLite"
+PRUNE_BATCH_NOTE = {"postgresql": "dropping archive tables",
+                    "sqlite": "batches of loom.store.operations.PRUNE_BATCH_SQLITE rows",
+                    "mysql": "batches of loom.store.operations.PRUNE_BATCH rows"}
 
 
 def child(db: str, sizes: list[int], prune: bool = True) -> list[dict]:
@@ -69,8 +73,11 @@ def child(db: str, sizes: list[int], prune: bool = True) -> list[dict]:
         present = grow(connection, size - ready, present)
         top_up(backend, ready)
         if connection.vendor == "postgresql":
+            row_archive = archive_all(backend)
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE loom_task")
+                for name, _, _ in store.archive_tables():  # autovacuum's work in use (it is off here)
+                    cursor.execute(f"VACUUM ANALYZE {name}")
                 cursor.execute("CHECKPOINT")  # the fill's writes are not flushed during the measurement
         elif connection.vendor == "mysql":
             with connection.cursor() as cursor:
@@ -78,6 +85,8 @@ def child(db: str, sizes: list[int], prune: bool = True) -> list[dict]:
                 cursor.fetchall()
         filled = time.perf_counter() - began
         row = {"db": db, "size": size, "ready": ready, "fill_s": filled}
+        if connection.vendor == "postgresql":
+            row["archive"] = row_archive
         rounds = []
         for _ in range(3):
             top_up(backend, ready)
@@ -154,6 +163,22 @@ FILL = {
 
 _ERROR = """'[{{"exception_class_path": "builtins.ValueError", "traceback": "ValueError: boom"}}]'"""
 FILL = {vendor: sql.replace("{error}", _ERROR) for vendor, sql in FILL.items()}
+
+
+def archive_all(backend) -> tuple[int, float]:
+    """PostgreSQL: move the finished rows the fill added into archive tables, as the leader's
+    archiver does (loom.store.archive), so the table looks as it does in use; returns how many
+    moved and how long that took (the archiver's cost per row)."""
+    from django.utils import timezone
+
+    from loom.store.archive import slice_seconds
+
+    began = time.perf_counter()
+    moved = backend.store.archive(timezone.now(), slice_seconds(backend.config.retention), budget=1e9)
+    seconds = time.perf_counter() - began
+    print(f"  archived {moved:,} finished rows in {seconds:.1f}s ({moved / max(seconds, 1e-9):,.0f} rows/s)",
+          flush=True)
+    return moved, seconds
 
 
 def top_up(backend, ready: int) -> None:
@@ -318,10 +343,16 @@ def report(rows: list[dict]) -> str:
                      f"{r['drain'] / first[r['db']]:.2f} | {r['pickup_p50']:.2f} / {r['pickup_p99']:.2f} | "
                      f"{r['table_mb']:,.0f} |")
     for r in rows:
+        if r.get("archive") and r["archive"][0]:
+            moved, seconds = r["archive"]
+            lines += ["", f"{r['db']}, {r['size']:,} rows: the archiver moved {moved:,} finished rows into archive "
+                          f"tables in {seconds:.1f} s ({moved / seconds:,.0f} rows/s)."]
+    for r in rows:
         if "prune" in r:
             p = r["prune"]
+            how = PRUNE_BATCH_NOTE[r["db"]]
             lines += ["", f"{r['db']}, {r['size']:,} rows: pruning {p['rows']:,} finished rows took "
-                          f"{p['seconds']:.1f} s ({p['rows'] / p['seconds']:,.0f} rows/s, {PRUNE_BATCH_NOTE}); "
+                          f"{p['seconds']:.1f} s ({p['rows'] / p['seconds']:,.0f} rows/s, {how}); "
                           f"{p['claims']:,} enqueue+claim round trips meanwhile: p50 {p['claim_p50']:.1f} ms, "
                           f"slowest {p['claim_max']:.1f} ms."]
     names = list(rows[0]["pages"])

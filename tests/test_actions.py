@@ -99,8 +99,10 @@ def test_each_write_is_one_statement_with_no_read_before_it(backend):
         # PostgreSQL's retry reads the queues to wake beforehand, outside any transaction.
         # Inside a transaction (this test's) a retry runs in a savepoint: a refused key must not
         # spoil the caller's transaction.
+        # PostgreSQL's retry first moves archived tasks back into loom_task (loom.store.archive):
+        # one statement of its own (WITH ... DELETE ... INSERT).
         statements = [s for s in statements if s not in ("SAVEPOINT", "RELEASE")]
-        assert [s for s in statements if s != "SELECT" or DB != "postgresql"] == kinds, statements
+        assert [s for s in statements if s not in ("SELECT", "WITH") or DB != "postgresql"] == kinds, statements
         assert not any(s in ("BEGIN", "SAVEPOINT") for s in statements), statements
     error = TaskRecord.objects.filter(pk=ready.id).first()
     assert error is None  # deleted by the last write

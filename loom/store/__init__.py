@@ -23,6 +23,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, connections
 
 from loom.codec import dumps, pg_array
 from loom.records import CLAIM_COLUMNS, ClaimedTask, NewTask, Outcome
+from loom.store.archive import Archive
 from loom.store.flow import FlowControl
 from loom.store.operations import OperatorActions
 from loom.store.rows import rows_as_dicts
@@ -72,7 +73,7 @@ def load(vendor: str, name: str) -> Statement:
     return Statement(name=name, text="\n".join(body).strip(), row=row, join=join)
 
 
-class Store(OperatorActions, FlowControl):
+class Store(OperatorActions, FlowControl, Archive):
     """Named queries over one database alias. Cheap to build; holds no connection itself."""
 
     def __init__(self, alias: str = "default") -> None:

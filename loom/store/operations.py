@@ -52,7 +52,7 @@ PRUNE_BATCH_SQLITE = 500
 
 
 class OperatorActions:
-    """Needs ``alias``, ``vendor`` and ``connection`` from ``Store``."""
+    """Needs ``alias``, ``vendor`` and ``connection`` from ``Store``, and ``Archive``'s methods."""
 
     alias: str
 
@@ -128,6 +128,7 @@ class OperatorActions:
             )
 
         ids = [str(i) for i in ids]
+        self.unarchive(ids, ["FAILED", "CANCELLED"])  # claims read loom_task alone
         queues = (list(self._tasks(ids).values_list("queue_name", flat=True).distinct())
                   if self.vendor == "postgresql" else [])
         held: list[str] = []
@@ -169,14 +170,27 @@ class OperatorActions:
         return self._write(lambda: TaskRecord.objects.using(self.alias).ready().filter(
             queue_name=queue)._raw_delete(self.alias))
 
-    def prune(self, finished_before: dt.datetime, batch: int | None = None) -> int:
-        """Delete finished tasks older than a cut-off (results are kept until then), ``batch``
-        rows per statement: each is a short transaction, so pruning millions of rows never holds
-        one snapshot long enough to stall VACUUM (PostgreSQL) or the write lock (SQLite) for long,
+    def prune(self, finished_before: dt.datetime, batch: int | None = None, *, exact: bool = True) -> int:
+        """Delete finished tasks older than a cut-off (results are kept until then).
+
+        On PostgreSQL archive tables whose whole slice is older are dropped first
+        (``loom.store.archive``); with ``exact`` (an operator's prune) the rows older than the
+        cut-off in the one table that straddles it are deleted too, without it (the pruner) that
+        table waits until it is wholly old. Rows in ``loom_task`` itself are deleted ``batch``
+        per statement: each is a short transaction, so pruning millions of rows never holds one
+        snapshot long enough to stall VACUUM (PostgreSQL) or the write lock (SQLite) for long,
         and claims, which touch only READY and RUNNING rows, never wait for it."""
         from loom.models import TaskRecord
 
         old = TaskRecord.objects.using(self.alias).finished().filter(finished_at__lt=finished_before)
+        dropped = 0
+        if self.archives:
+            dropped = self.drop_archives(finished_before)
+            if not exact:
+                old = old.extra(where=["loom_task.tableoid = 'loom_task'::regclass"])
+        return dropped + self._prune_rows(old, finished_before, batch)
+
+    def _prune_rows(self, old, finished_before: dt.datetime, batch: int | None) -> int:
         sqlite = self.vendor == "sqlite"
         batch = batch or (PRUNE_BATCH_SQLITE if sqlite else PRUNE_BATCH)
         total = 0

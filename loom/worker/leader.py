@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from loom.store import Store
+from loom.worker.maintenance.archiver import Archiver
 from loom.worker.maintenance.pruner import Pruner
 from loom.worker.maintenance.rescuer import Rescuer
 from loom.worker.maintenance.scheduler import Scheduler
@@ -33,7 +34,8 @@ class Leader(Service):
         self.clock = clock
         self.lease_seconds = backend.config.lease_seconds
         self.is_leader = False
-        self.services = [Rescuer(store, clock, extra_attempts=backend.config.lost_retries), Scheduler(store, backend, clock), Pruner(store, backend.config, clock)]
+        self.services = [Rescuer(store, clock, extra_attempts=backend.config.lost_retries), Scheduler(store, backend, clock),
+                         Pruner(store, backend.config, clock), Archiver(store, backend.config, clock)]
         self._due = {id(s): datetime.min for s in self.services}
 
     def run_once(self) -> float:

@@ -1,7 +1,9 @@
-"""Pruner: deletes finished results older than OPTIONS["RETENTION"] seconds (default 7 days).
+"""Pruner: deletes finished results older than OPTIONS["RETENTION"] seconds (default 7 days);
+on PostgreSQL by dropping archive tables (``loom.store.archive``), at most one slice later.
 
-Nothing else in loom deletes a task row. Also forgets workers, periodic ticks, durable steps and
-finished workflows older than the retention. Runs on the maintenance leader only, every ``interval`` seconds.
+Nothing else in loom deletes a task (the archiver moves rows, whole). Also forgets workers,
+periodic ticks, durable steps and finished workflows older than the retention. Runs on the
+maintenance leader only, every ``interval`` seconds.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Pruner:
 
     def run_once(self) -> float:
         cutoff = self.clock() - timedelta(seconds=self.retention)
-        tasks = self.store.prune(cutoff)
+        tasks = self.store.prune(cutoff, exact=False)
         self.store.prune_workers(cutoff)
         self.store.prune_ticks(cutoff)
         self.store.prune_workflows(cutoff)

@@ -10,14 +10,14 @@
 -- keeps the count right even when the worker dies mid-run.
 WITH due AS (
     SELECT id AS due_id
-    FROM loom_task
+    FROM ONLY loom_task
     WHERE status = 'READY' AND concurrency_key IS NULL AND fair_key IS NULL {queue_filter}
       AND available_at <= %(now)s
     ORDER BY priority DESC, available_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-UPDATE loom_task
+UPDATE ONLY loom_task
 SET status = 'RUNNING',
     claimed_by = %(worker)s,
     lease_expires_at = %(lease)s,

@@ -1,7 +1,7 @@
 -- name: claim_ids
 -- The flow claim's last step (loom.store.flow): claim the tasks it admitted, by id, unless
 -- something changed them since it read them (a cancel, a debounce), and return them.
-UPDATE loom_task
+UPDATE ONLY loom_task
 SET status = 'RUNNING',
     claimed_by = %(worker)s,
     lease_expires_at = %(lease)s,

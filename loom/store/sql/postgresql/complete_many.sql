@@ -6,7 +6,7 @@
 -- The batch arrives as eight array literals, one per column (Store._array): a statement of fixed
 -- text whose few parameters cost nothing to bind, where a VALUES list of 7 x N placeholders cost
 -- three times as much in the client. JSON travels as text and is stored verbatim.
-UPDATE loom_task AS t
+UPDATE ONLY loom_task AS t
 SET status = CASE WHEN v.status = 'READY' AND {superseded} THEN 'CANCELLED' ELSE v.status END,
     finished_at = CASE WHEN v.status = 'READY' AND {superseded} THEN now() ELSE v.finished_at END,
     available_at = COALESCE(v.available_at, t.available_at),

@@ -4,7 +4,7 @@
 -- the ids a stopping worker took back, or every row of this worker except those it holds (rows
 -- whose claim reply was lost with a connection: they were never started).
 WITH released AS (
-    UPDATE loom_task
+    UPDATE ONLY loom_task
     SET status = CASE WHEN {superseded} THEN 'CANCELLED' ELSE 'READY' END,
         finished_at = CASE WHEN {superseded} THEN %(now)s ELSE NULL END,
         claimed_by = NULL,

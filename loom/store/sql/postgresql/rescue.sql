@@ -8,7 +8,7 @@
 -- {superseded}: a debounced task (replace=True) whose key a newer waiting task holds is not
 -- put back: the newer one has the latest arguments, so this one ends CANCELLED.
 WITH rescued AS (
-    UPDATE loom_task
+    UPDATE ONLY loom_task
     SET status = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s
                        THEN CASE WHEN {superseded} THEN 'CANCELLED' ELSE 'READY' END ELSE 'FAILED' END,
         finished_at = CASE WHEN %(retry)s AND attempts < max_attempts + %(extra)s AND NOT {superseded}
