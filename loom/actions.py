@@ -77,6 +77,9 @@ def perform(backend, action: str, ids: Iterable[str]) -> Report:
                for i in ids if i not in targets}
     if not targets:
         return Report(action, len(ids), 0, refused=refused)
+    from loom.queries import forget_counts
+
+    forget_counts()  # the next page shows what this changed, not a count taken before
     store, now = backend.store, timezone.now()
     if action == "retry":
         changed, held = store.retry(targets, now)

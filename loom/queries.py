@@ -58,6 +58,9 @@ class QueueRow:
     running: int = 0
     failed_hour: int = 0
     oldest_due: dt.datetime | None = None
+    # When READY and RUNNING were counted, if earlier than now (a large backlog's count is
+    # reused for a moment: _active_counts).
+    counted_at: dt.datetime | None = None
     # Flow control (loom.queues): paused, and the limits in force (None: no limit).
     paused: bool = False
     concurrency: int | None = None
@@ -73,15 +76,10 @@ def queue_rows(backend, now: dt.datetime | None = None) -> list[QueueRow]:
     now = now or timezone.now()
     rows = {name: QueueRow(name) for name in sorted(backend.queues or ())}
     qs = tasks_of(backend)
-    # COUNT(*) and a SUM, not COUNT(id): SQLite then reads no primary key for each of a large
-    # backlog's rows.
-    active = (qs.filter(status__in=[Status.READY, Status.RUNNING])
-              .values("queue_name", "status")
-              .annotate(n=Count("*"), due=Sum(Case(When(available_at__lte=now, then=Value(1)), default=Value(0),
-                                                   output_field=IntegerField())),
-                        oldest=Min("available_at")))
+    active, counted_at = _active_counts(backend, now)
     for item in active:
         row = rows.setdefault(item["queue_name"], QueueRow(item["queue_name"]))
+        row.counted_at = counted_at
         due = item["due"] or 0
         if item["status"] == Status.RUNNING:
             row.running = item["n"]
@@ -262,19 +260,54 @@ def task_page(backend, flt: TaskFilter) -> tuple[list[TaskRecord], bool]:
 
 
 class StatusCounts(dict):
-    """Rows per status. ``as_of``: when the finished statuses were counted, if that was earlier
-    than now (a large table's count is reused for a while); None when every count is current."""
+    """Rows per status. ``as_of``: when the finished statuses were counted, ``active_as_of``:
+    READY and RUNNING, each if that was earlier than now (a large table's count is reused for a
+    while); None when the count is current."""
 
     as_of: dt.datetime | None = None
+    active_as_of: dt.datetime | None = None
 
 
-# Counting finished rows reads every one of them: at millions of rows that takes seconds, on
-# every dashboard refresh and metrics scrape. A count that took longer than FINISHED_COUNT_SLOW
-# seconds is reused for the longer of FINISHED_COUNT_TTL seconds and 20 times what it took; the
-# page says how old it is. READY and RUNNING are always counted now (their indexes keep it cheap).
-FINISHED_COUNT_SLOW = 0.05
+# Counts reused while they are slow to take. Counting finished rows reads every one of them: at
+# millions of rows that takes seconds, on every dashboard refresh and metrics scrape; a large READY
+# backlog (100,000 tasks) takes 50-100 ms, on every live refresh of every open page. A count that
+# took longer than COUNT_SLOW seconds is reused for the longer of its TTL and 20 times what it
+# took; the page says when it was taken. READY and RUNNING only when there are at least
+# ACTIVE_REUSE_ROWS of them: a small queue is always counted now. Operator actions forget them.
+COUNT_SLOW = 0.05
 FINISHED_COUNT_TTL = 30.0
+ACTIVE_COUNT_TTL = 2.0
+ACTIVE_REUSE_ROWS = 10_000
 _finished_counts: dict[tuple[str, str], tuple[float, dt.datetime, dict[str, int]]] = {}
+_active_counts_cache: dict[tuple[str, str], tuple[float, dt.datetime, list[dict]]] = {}
+
+
+def forget_counts() -> None:
+    """Count everything afresh next time (after an operator changed tasks)."""
+    _finished_counts.clear()
+    _active_counts_cache.clear()
+
+
+def _active_counts(backend, now: dt.datetime) -> tuple[list[dict], dt.datetime | None]:
+    """READY and RUNNING per queue: n, due now, the oldest due; and when counted, if reused."""
+    key = (backend.alias, backend.store.alias)
+    cached = _active_counts_cache.get(key)
+    if cached is not None and time.monotonic() < cached[0]:
+        return cached[2], cached[1]
+    began = time.monotonic()
+    # COUNT(*) and a SUM, not COUNT(id): SQLite then reads no primary key for each of a large
+    # backlog's rows.
+    items = list(tasks_of(backend).filter(status__in=[Status.READY, Status.RUNNING])
+                 .values("queue_name", "status")
+                 .annotate(n=Count("*"), due=Sum(Case(When(available_at__lte=now, then=Value(1)), default=Value(0),
+                                                      output_field=IntegerField())),
+                           oldest=Min("available_at")))
+    took = time.monotonic() - began
+    if took > COUNT_SLOW and sum(item["n"] for item in items) >= ACTIVE_REUSE_ROWS:
+        _active_counts_cache[key] = (time.monotonic() + max(ACTIVE_COUNT_TTL, 20 * took), now, items)
+    else:
+        _active_counts_cache.pop(key, None)
+    return items, None
 
 
 def status_counts(backend, queues: list[QueueRow] | None = None) -> StatusCounts:
@@ -282,13 +315,14 @@ def status_counts(backend, queues: list[QueueRow] | None = None) -> StatusCounts
     counts already (counting a large backlog twice doubled the cost of a metrics scrape)."""
     counts = StatusCounts({status: 0 for status in Status.values})
     qs = tasks_of(backend)
-    if queues is not None:
+    if queues is None:
+        active, counts.active_as_of = _active_counts(backend, timezone.now())
+        for item in active:
+            counts[item["status"]] += item["n"]
+    else:
         counts[Status.READY] = sum(q.ready + q.scheduled for q in queues)
         counts[Status.RUNNING] = sum(q.running for q in queues)
-    else:
-        active = qs.filter(status__in=[Status.READY, Status.RUNNING])
-        for item in active.values("status").annotate(n=Count("pk")).order_by():
-            counts[item["status"]] = item["n"]
+        counts.active_as_of = next((q.counted_at for q in queues if q.counted_at), None)
     key = (backend.alias, backend.store.alias)
     cached = _finished_counts.get(key)
     if cached is not None and time.monotonic() < cached[0]:
@@ -300,7 +334,7 @@ def status_counts(backend, queues: list[QueueRow] | None = None) -> StatusCounts
     for item in qs.filter(status__in=FINAL_STATUSES).values("status").annotate(n=Count("pk")).order_by():
         finished[item["status"]] = item["n"]
     took = time.monotonic() - began
-    if took > FINISHED_COUNT_SLOW:
+    if took > COUNT_SLOW:
         _finished_counts[key] = (time.monotonic() + max(FINISHED_COUNT_TTL, 20 * took), at, finished)
     else:
         _finished_counts.pop(key, None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.test import override_settings
 from django.utils import timezone
 
 from loom import queries
@@ -23,7 +24,7 @@ def _set(result, **fields) -> None:
 def test_counts_buckets_and_keys_match_the_rows():
     backend = task_backends["default"]
     now = timezone.now()
-    queries._finished_counts.clear()  # a slow count cached by another test is not this table's
+    queries.forget_counts()  # a slow count cached by another test is not this table's
     for _ in range(2):
         tasks.noop.enqueue()
     _set(tasks.noop.enqueue(), status="RUNNING", claimed_by="w-1", started_at=now)
@@ -58,3 +59,40 @@ def test_counts_buckets_and_keys_match_the_rows():
     counts = queries.status_counts(backend, list(rows.values()))
     assert {s: counts[s] for s in ("READY", "RUNNING", "SUCCESSFUL", "FAILED", "CANCELLED")} == {
         "READY": 6, "RUNNING": 2, "SUCCESSFUL": 3, "FAILED": 1, "CANCELLED": 1}
+
+
+def test_a_large_backlog_count_is_reused_for_a_moment_and_says_so(monkeypatch, client, django_user_model):
+    """What a slow count of many waiting tasks does (here: any count of 2 or more, made "slow"):
+    reused for ACTIVE_COUNT_TTL, the page says when it was taken, an operator's action forgets it.
+    A small queue is always counted afresh (the other tests here, with the real thresholds)."""
+    from loom.actions import perform
+
+    backend = task_backends["default"]
+    queries.forget_counts()
+    monkeypatch.setattr(queries, "COUNT_SLOW", -1.0)
+    monkeypatch.setattr(queries, "ACTIVE_REUSE_ROWS", 2)
+    first = tasks.noop.enqueue()
+    tasks.noop.enqueue()
+    [row] = [q for q in queries.queue_rows(backend) if q.name == "default"]
+    assert row.ready == 2 and row.counted_at is None  # taken now
+
+    tasks.noop.enqueue()
+    [row] = [q for q in queries.queue_rows(backend) if q.name == "default"]
+    assert row.ready == 2 and row.counted_at is not None  # reused, and dated
+    counts = queries.status_counts(backend)
+    assert counts["READY"] == 2 and counts.active_as_of == row.counted_at
+    client.force_login(django_user_model.objects.create_user("staff", is_staff=True, is_superuser=True))
+    with override_settings(ROOT_URLCONF="tests.plain_urls"):
+        assert "counted at" in client.get("/loom/").content.decode()
+        assert "ready and running counted at" in client.get("/loom/tasks/").content.decode()
+
+    perform(backend, "cancel", [first.id])
+    [row] = [q for q in queries.queue_rows(backend) if q.name == "default"]
+    assert row.ready == 2 and row.counted_at is None  # 3 waiting, one cancelled: counted afresh
+
+    monkeypatch.setattr(queries, "ACTIVE_REUSE_ROWS", 100)  # a small queue: never reused
+    queries.forget_counts()
+    queries.queue_rows(backend)
+    tasks.noop.enqueue()
+    [row] = [q for q in queries.queue_rows(backend) if q.name == "default"]
+    assert row.ready == 3 and row.counted_at is None

@@ -53,6 +53,7 @@ def overview_region(request: HttpRequest, query: QueryDict) -> dict:
     workers = queries.worker_rows(backend, now)
     context.update(
         queues=queues,
+        counted_at=next((q.counted_at for q in queues if q.counted_at), None),
         keys=queries.concurrency_keys(backend),
         can_pause=request.user.has_perm(QUEUE_PERMISSION),
         this_url=reverse("loom:overview") + context["backend_query"],
