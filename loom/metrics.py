@@ -33,8 +33,9 @@ from django.utils import timezone
 
 # Seconds of finished tasks that the "recent" gauges look at.
 RECENT_SECONDS = 300
-# Most finished rows read to compute recent duration quantiles.
-MAX_DURATION_ROWS = 5000
+# Most finished rows (the latest) read to compute recent duration quantiles: 1,000 samples put
+# ten above the 99th percentile, and reading 5,000 was a third of a scrape on PostgreSQL.
+MAX_DURATION_ROWS = 1000
 # Buckets (seconds) of the in-process duration histogram.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 QUANTILES = (0.5, 0.9, 0.99)
