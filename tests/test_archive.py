@@ -4,6 +4,7 @@ without waiting for claims, and never by a DROP that queues readers behind a lon
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import timedelta
@@ -163,3 +164,30 @@ def test_dropping_an_archive_waits_for_no_claim_and_gives_way_to_a_long_reader(b
         reader.join()
     assert backend.store.prune(clock() - timedelta(seconds=backend.config.retention), exact=False) == 1
     assert backend.store.archive_tables() == []
+
+
+def test_a_database_user_that_may_not_create_tables_keeps_finished_tasks_in_place(backend, caplog):
+    """PostgreSQL 15 lets only a database's owner create tables in its public schema: a worker
+    that runs as a plain application user cannot make archive tables. It says so once an hour
+    and what to grant; the pruner deletes finished rows instead, as on SQLite."""
+    clock = Clock()
+    done = tasks.add.enqueue(1, 2)
+    run_tasks(clock=clock)
+    finished_ago([done.id], clock, 2 * backend.config.retention)
+    role = f"loom_app_user_{os.getpid()}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role}")
+        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+        cursor.execute(f"REVOKE CREATE ON SCHEMA public FROM {role}, PUBLIC")
+        cursor.execute(f"SET ROLE {role}")
+    try:
+        delay = Archiver(backend.store, backend.config, clock).run_once()
+        assert delay == 3600.0 and table_of(done.id) == "loom_task"
+        assert "GRANT CREATE ON SCHEMA" in caplog.text
+        assert backend.store.prune(clock() - timedelta(seconds=backend.config.retention), exact=False) == 1
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")
+            cursor.execute(f"DROP OWNED BY {role}")
+            cursor.execute(f"DROP ROLE {role}")
+    assert table_of(done.id) is None

@@ -26,6 +26,17 @@ DEFAULT_INTERVAL = 10.0
 DEFAULT_BUDGET = 2.0
 
 
+# PostgreSQL's SQLSTATE for "permission denied": the database user may not CREATE tables (on
+# PostgreSQL 15 and later only the database's owner may in the public schema, unless granted).
+INSUFFICIENT_PRIVILEGE = "42501"
+# Seconds before trying again after a permission error (an operator may grant it meanwhile).
+DENIED_RETRY = 3600.0
+NO_PRIVILEGE = ("loom cannot create archive tables: the database user (%s) may not create tables here. "
+                "Finished tasks stay in loom_task and the pruner deletes them in batches instead of "
+                "dropping tables. To archive, GRANT CREATE ON SCHEMA to that user (or run the worker "
+                "as the schema's owner). Trying again in %.0f s.")
+
+
 class Archiver:
     name = "archiver"
 
@@ -46,6 +57,10 @@ class Archiver:
         try:
             moved = self.store.archive(began - timedelta(seconds=self.after), self.seconds, budget=self.budget)
         except DatabaseError as exc:  # a lock timeout, a lost connection: finished rows can wait
+            if getattr(exc.__cause__, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
+                logger.warning(NO_PRIVILEGE, getattr(self.store.connection, "settings_dict", {}).get("USER") or "it",
+                               DENIED_RETRY)
+                return DENIED_RETRY
             logger.warning("loom could not archive finished tasks now (%s); trying again in %.0f s",
                            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
                            self.interval)
