@@ -16,6 +16,11 @@ HEAVY = {"test_chaos.py", "test_startproject.py", "test_connection_faults.py", "
 
 def pytest_configure(config):
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    # A suite started in the background by a script (`make test &`, nohup) inherits SIGINT
+    # ignored, and so would every server it starts: the tests that press Ctrl-C on a runserver
+    # or a worker would then wait forever. Give Ctrl-C back its meaning, as in a terminal.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "contract: Django tasks backend contract (also run on Django 6.0)")
     config.addinivalue_line("markers", "heavy: fault and load tests (tests/conftest.py HEAVY)")
     if DB in SERVERS:

@@ -152,14 +152,15 @@ class Reader:
         if kind in self.servers:
             proc, _ = self.servers.pop(kind)
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in that terminal
-            proc.wait(DEADLINE)
+            try:
+                proc.wait(DEADLINE)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # leave nothing running, then say so
+                raise
 
     def stop_all(self) -> None:
         for kind in list(self.servers):
-            try:
-                self.stop(kind)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.servers.get(kind, (None,))[0].pid, signal.SIGKILL)
+            self.stop(kind)
 
 
 def open_report(reader: Reader) -> None:
