@@ -80,6 +80,16 @@ def _columns() -> list[str]:
     return [str(f.column) for f in TaskRecord._meta.concrete_fields if not f.generated]
 
 
+def _move(source: str, where: str, target: str) -> str:
+    """SQL (after WITH): delete the rows of ``source`` that match ``where`` and insert them into
+    ``target`` in the same statement, every stored column but the generated ``unique_slot``."""
+    columns = _columns()
+    listed = ", ".join(columns)
+    returned = ", ".join(f"t.{c}" for c in columns)
+    return (f"moved AS (DELETE FROM {source} WHERE {where} RETURNING {returned}) "
+            f"INSERT INTO {target} ({listed}) SELECT {listed} FROM moved")
+
+
 class Archive:
     """A part of ``Store``, which provides what is declared here. PostgreSQL only."""
 
@@ -138,7 +148,6 @@ class Archive:
                 batch: int = ARCHIVE_BATCH) -> int:
         """Move rows finished before ``before`` into their archive tables, ``batch`` rows per
         statement, for about ``budget`` seconds; return how many moved."""
-        columns = ", ".join(_columns())
         moved, deadline = 0, time.monotonic() + budget
         while time.monotonic() < deadline:
             oldest = self._oldest_finished(before)
@@ -157,9 +166,7 @@ class Archive:
                     f"WITH picked AS (SELECT id FROM ONLY loom_task WHERE {FINISHED} "
                     f"AND finished_at >= %(start)s AND finished_at < %(end)s LIMIT %(batch)s "
                     f"FOR UPDATE SKIP LOCKED), "
-                    f"moved AS (DELETE FROM ONLY loom_task t USING picked WHERE t.id = picked.id "
-                    f"RETURNING {', '.join('t.' + c for c in _columns())}) "
-                    f"INSERT INTO {name} ({columns}) SELECT {columns} FROM moved",
+                    + _move("ONLY loom_task t USING picked", "t.id = picked.id", name),
                     {"start": start, "end": end, "batch": batch})
                 moved += cursor.rowcount
                 if cursor.rowcount == 0:
@@ -192,12 +199,9 @@ class Archive:
         ids = [str(i) for i in ids]
         if not ids or not self.archives:
             return 0
-        columns = ", ".join(_columns())
         with self.connection.cursor() as cursor:
             cursor.execute(
-                f"WITH moved AS (DELETE FROM loom_task t WHERE t.id = ANY(%s::uuid[]) "
-                f"AND t.tableoid <> 'loom_task'::regclass AND t.status = ANY(%s) "
-                f"RETURNING {', '.join('t.' + c for c in _columns())}) "
-                f"INSERT INTO loom_task ({columns}) SELECT {columns} FROM moved",
+                "WITH " + _move("loom_task t", "t.id = ANY(%s::uuid[]) AND t.tableoid <> 'loom_task'::regclass "
+                                "AND t.status = ANY(%s)", "loom_task"),
                 [ids, list(statuses)])
             return cursor.rowcount
