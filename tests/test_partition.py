@@ -139,6 +139,7 @@ def test_a_cut_off_host_loses_its_tasks_to_the_others_and_rejoins(cluster):
                  "the host to be busy", workers, 30)
         cut.cut()
         cut_at = time.monotonic()
+        cut_wall = timezone.now()
         in_flight = {str(i) for i in records.filter(status="RUNNING", claimed_by__startswith=cut.name)
                      .values_list("id", flat=True)}
         assert in_flight
@@ -179,7 +180,11 @@ def test_a_cut_off_host_loses_its_tasks_to_the_others_and_rejoins(cluster):
     started = Counter(key.split("@")[0] for key in runs.values_list("key", flat=True))
     assert set(started) == set(by_key)  # every task ran
     twice = {key for key, n in started.items() if n > 1}
-    assert {by_key[key] for key in twice} <= in_flight, (twice, in_flight)
+    assert {by_key[key] for key in twice} <= in_flight, (
+        twice, in_flight, cut.name, f"cut {cut_wall}, restored {restored_wall}",
+        {key: (list(runs.filter(key__startswith=f"{key}@").values_list("key", "created_at")),
+               records.filter(id=by_key[key]).values_list("attempts", "errors", "finished_at", "return_value")[0])
+         for key in twice})
     # No late outcome of the cut host overwrote the run that took its task over: a task in flight
     # there at the cut ended elsewhere, or on the cut host in a later attempt that it claimed and
     # finished after the link came back (a run that began on the cut host just as the link went

@@ -146,6 +146,8 @@ class Fetcher(Service):
         self._orphans_possible = True  # until the claims' rows are in InFlight's hands
         claimed = self._claim(min(room, self.config.batch_size), now,
                               now + timedelta(seconds=self.config.lease_seconds))
+        if claimed and time.monotonic() - leased_at > self.config.lease_seconds / 3:
+            claimed, leased_at = self._renew_slow_claim(claimed)
         self.inflight.dispatch(claimed, leased_at=leased_at)
         self._orphans_possible = False
         self.claimed += len(claimed)
@@ -159,6 +161,17 @@ class Fetcher(Service):
         timeout = self._idle_timeout()
         self._idle_delay = min(self._idle_delay * 2, self.config.poll_interval)
         return timeout
+
+    def _renew_slow_claim(self, claimed: list) -> tuple[list, float]:
+        """A claim that took longer than a heartbeat interval (a reconnect or a retransmission
+        across a network outage) may have run at any moment of the wait, so its lease can only be
+        counted from before it: after an outage whose heartbeat has not caught up yet, the watchdog
+        would stop these fresh runs at once, and they would run a second time elsewhere. Renewing
+        them on this connection, which just answered, counts their lease from now instead."""
+        leased_at = time.monotonic()
+        lease_until = self.clock() + timedelta(seconds=self.config.lease_seconds)
+        kept = set(self.store.heartbeat(self.worker_id, [task.id for task in claimed], lease_until))
+        return [task for task in claimed if task.id in kept], leased_at
 
     def _claim(self, limit: int, now: datetime, lease_until: datetime) -> list:
         """The plain claim for plain queues; the flow claim (loom.store.flow) for tasks under

@@ -153,6 +153,10 @@ def test_dashboard_pages_fit_the_screen(contexts, demo_site, shot, width):
         shot(page, f"{name}-{width}")
     page.goto(demo_site + "/loom/tasks/")
     page.locator("a.ld-task-link").first.click()
+    # The click returns before the task page has replaced the list: measuring then read a document
+    # on its way out (documentElement null).
+    page.wait_for_url(re.compile(r"/loom/tasks/[0-9a-f-]+/$"))
+    assert page.locator("h1.ld-title").is_visible()
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the task page is {overflow}px wider than a {width}px screen"
     shot(page, f"task-{width}")
