@@ -186,8 +186,10 @@ def wait_until(predicate, timeout: float = 30, interval: float = 0.02, message: 
 @contextlib.contextmanager
 def task_table_locked():
     """Another client holds loom's task table for the block (PostgreSQL ``LOCK TABLE``, MariaDB
-    ``LOCK TABLES``), as a migration's ALTER TABLE does: every other query on it waits. Held from
-    a thread of its own, whose connection can touch nothing else under MariaDB's LOCK TABLES."""
+    ``LOCK TABLES``), as a migration's ALTER TABLE does: every other query on it waits; on SQLite
+    an open write transaction holds the database's write lock (every write waits, reads do not).
+    Held from a thread of its own, whose connection can touch nothing else under MariaDB's LOCK
+    TABLES."""
     import threading
 
     from django.db import connection, transaction
@@ -200,13 +202,15 @@ def task_table_locked():
     def hold() -> None:
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                if connection.vendor == "postgresql":
+                if connection.vendor == "sqlite":
+                    cursor.execute(f'UPDATE "{table}" SET priority = priority WHERE 0')  # takes the write lock
+                elif connection.vendor == "postgresql":
                     cursor.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
                 else:
                     cursor.execute(f"LOCK TABLES `{table}` WRITE")
                 locked.set()
                 release.wait(60)
-                if connection.vendor != "postgresql":
+                if connection.vendor == "mysql":
                     cursor.execute("UNLOCK TABLES")
         finally:
             connection.close()
