@@ -213,6 +213,32 @@ def test_postgresql_broker_refuses_oversized_payloads():
     events.reset()
 
 
+@pytest.mark.skipif(DB != "postgresql", reason="PostgreSQL NOTIFY is tested in the LOOM_TEST_DB=postgresql run")
+@pytest.mark.django_db(transaction=True)
+def test_an_enqueue_carries_its_event_in_its_own_statement_on_postgresql():
+    """One round trip: the INSERT NOTIFYs the event, so it follows the commit and a rollback
+    drops it, as the on-commit signal did; the outbox's own connection sends nothing."""
+    from django.db import transaction
+
+    with override_settings(LOOM_EVENTS={"BACKEND": "postgresql"}):
+        broker = events.get_broker()
+        with events.subscribe(events.ALL_TASKS) as subscription:
+            assert broker.listen(DEADLINE), "the listener did not connect"
+            with transaction.atomic():
+                pt.count.enqueue(1)
+                transaction.set_rollback(True)
+            first = pt.count.enqueue(1)
+            with transaction.atomic():
+                second = pt.count.enqueue(2)
+            got = [subscription.get(DEADLINE) for _ in range(2)]
+            assert [(e.type, e.payload["task_id"]) for e in got if e] == [("enqueued", first.id),
+                                                                          ("enqueued", second.id)]
+            assert got[0].payload["task"] == "tests.app.progress_tasks.count" and got[0].payload["status"] == "READY"
+            assert subscription.get(0.5) is None  # each once (the signal's receiver sent nothing more)
+            assert broker.outbox.sent == 0
+    events.reset()
+
+
 @pytest.mark.skipif(DB == "postgresql", reason="the auto choice on PostgreSQL is tested below")
 def test_auto_picks_in_process_delivery_off_postgresql():
     with override_settings(LOOM_EVENTS={"BACKEND": "auto"}):

@@ -41,6 +41,7 @@ from loom.compat import (
     task_enqueued,
 )
 from loom.conf import Options
+from loom.events.tasks import inline_enqueued
 from loom.exceptions import InvalidTaskArguments
 from loom import results
 from loom.records import NewTask
@@ -152,10 +153,12 @@ class DatabaseBackend(BaseTaskBackend):
         return results.build(task, id=str(record.id), status=TaskResultStatus.READY, enqueued_at=record.enqueued_at,
                              args=record.args, kwargs=record.kwargs, backend=self.alias)
 
-    def _announce(self, enqueued: list[TaskResult]) -> None:
+    def _announce(self, enqueued: list[TaskResult], event_sent: bool = False) -> None:
+        extra = {"loom_event_sent": True} if event_sent else {}
+
         def send() -> None:
             for result in enqueued:
-                task_enqueued.send(type(self), task_result=result)
+                task_enqueued.send(type(self), task_result=result, **extra)
 
         transaction.on_commit(send, using=self.store.alias)
 
@@ -165,9 +168,10 @@ class DatabaseBackend(BaseTaskBackend):
         [record] = self._build(task, [(args, kwargs)], now)
         if record.unique_key is not None:
             return self._enqueue_unique(task, record, now)
-        self.store.insert([record])
         result = self._result_for(task, record)
-        self._announce([result])
+        event = inline_enqueued(self.store.alias, result) if self.store.vendor == "postgresql" else None
+        self.store.insert([record], notify=event)
+        self._announce([result], event_sent=event is not None)
         return result
 
     def _enqueue_unique(self, task: Task, record: NewTask, now: datetime) -> TaskResult:

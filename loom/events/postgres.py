@@ -84,6 +84,16 @@ class PostgresBroker(NetworkBroker):
             )
         self.outbox.put(data)
 
+    def inline_channel(self, alias: str) -> str | None:
+        """This broker's channel if a NOTIFY sent through ``alias`` reaches its listeners (the
+        same PostgreSQL database), else None."""
+        if alias == self.alias:
+            return self.channel
+        mine, theirs = connections.settings[self.alias], connections.settings[alias]
+        same = theirs["ENGINE"] == mine["ENGINE"] and all(
+            (theirs.get(key) or "") == (mine.get(key) or "") for key in ("NAME", "HOST", "PORT"))
+        return self.channel if same else None
+
     def _send(self, batch: list[str]) -> None:
         if self._wrapper is None:
             self._wrapper = _open(self.alias)

@@ -32,6 +32,11 @@ def _groups(task_id: Any, queue_name: str) -> tuple[str, ...]:
     return (task_group(task_id), queue_group(queue_name), ALL_TASKS)
 
 
+def _payload(kind: str, task_id: Any, task_path: str, queue_name: str, status: str, **extra: Any) -> dict[str, Any]:
+    return {"type": kind, "task_id": str(task_id), "task": task_path, "queue": queue_name, "status": str(status),
+            "at": timezone.now().isoformat(), **extra}
+
+
 def publish_task_event(kind: str, *, task_id: Any, task_path: str, queue_name: str, status: str,
                        **extra: Any) -> None:
     """Publish one task event; never raises (failures are logged)."""
@@ -41,9 +46,7 @@ def publish_task_event(kind: str, *, task_id: Any, task_path: str, queue_name: s
             return
         if hub.empty and not conf.channels_bridge and not get_broker().cross_process:
             return  # in-process delivery and nobody here subscribed: nothing to build
-        payload = {"type": kind, "task_id": str(task_id), "task": task_path, "queue": queue_name,
-                   "status": str(status), "at": timezone.now().isoformat(), **extra}
-        publish(_groups(task_id, queue_name), payload)
+        publish(_groups(task_id, queue_name), _payload(kind, task_id, task_path, queue_name, status, **extra))
     except Exception:
         logger.exception("loom events: could not publish %s for task %s", kind, task_id)
 
@@ -53,8 +56,33 @@ def _from_result(kind: str, result: AnyTaskResult, status: str | None = None) ->
                        queue_name=result.task.queue_name, status=status or result.status)
 
 
+def inline_enqueued(alias: str, result: AnyTaskResult) -> tuple[str, str] | None:
+    """(channel, NOTIFY payload) of ``result``'s ``enqueued`` event when the event broker
+    NOTIFYs on the database that ``alias`` writes to: the enqueue's own INSERT then carries it,
+    delivered when the enqueue commits (as the signal that would publish it), without a second
+    round trip from the outbox's connection, which cost a one-by-one enqueue on PostgreSQL a
+    third of its time. None: the signal publishes it as usual. The signal is then sent with
+    ``loom_event_sent=True``."""
+    conf = config()
+    if not conf.task_events or conf.channels_bridge:
+        return None
+    broker = get_broker()
+    inline_channel = getattr(broker, "inline_channel", None)
+    channel = inline_channel(alias) if inline_channel is not None else None
+    if channel is None:
+        return None
+    from loom.events.postgres import MAX_PAYLOAD
+    from loom.events.wire import encode
+
+    payload = _payload("enqueued", result.id, result.task.module_path, result.task.queue_name, result.status)
+    data = encode(_groups(result.id, result.task.queue_name), payload)
+    return (channel, data) if len(data.encode()) <= MAX_PAYLOAD else None
+
+
 @receiver(task_enqueued, dispatch_uid="loom.events.enqueued")
 def _on_enqueued(sender: type, task_result: AnyTaskResult, **kwargs: Any) -> None:
+    if kwargs.get("loom_event_sent"):
+        return  # the enqueue's own statement carried it (inline_enqueued)
     _from_result("enqueued", task_result)
 
 

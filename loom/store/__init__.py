@@ -155,18 +155,25 @@ class Store(OperatorActions, FlowControl, Archive):
 
     # -- writes --------------------------------------------------------------------------------
 
-    def insert(self, tasks: Sequence[NewTask]) -> None:
+    def insert(self, tasks: Sequence[NewTask], notify: tuple[str, str] | None = None) -> None:
         """Insert new READY rows in the caller's transaction (PostgreSQL notifies by trigger).
 
         One statement from a prepared template (``insert.sql``): the ORM would compile the same
         INSERT again for every enqueue, which costs more than the round trip on a fast
-        connection. Many rows go through COPY on PostgreSQL (see docs/design.md)."""
+        connection. Many rows go through COPY on PostgreSQL (see docs/design.md). ``notify``
+        (PostgreSQL, one task): a (channel, payload) NOTIFY sent by the same statement, so on
+        commit (``loom.events.tasks.inline_enqueued``)."""
         if not tasks:
             return
         if self.vendor == "postgresql" and len(tasks) > 1:
             self._copy(tasks)
             return
         statement = load(self.vendor, "insert")
+        if notify is not None and self.vendor == "postgresql" and len(tasks) == 1:
+            with self.connection.cursor() as cursor:
+                cursor.execute(f"WITH new AS ({statement.text.format(rows=statement.row)} RETURNING 1) "
+                               "SELECT pg_notify(%s, %s) FROM new", [*self._row(tasks[0]), *notify])
+            return
         # SQLite caps the parameters of one statement: as many rows per statement as fit.
         limit = self.connection.features.max_query_params
         per_statement = len(tasks) if limit is None else max(1, limit // INSERT_PARAMS)
