@@ -218,12 +218,18 @@ class Store(OperatorActions, FlowControl, Archive):
         raise DatabaseError(f"could not insert or find the holder of unique key {task.unique_key!r}")
 
     def _row(self, t: NewTask) -> list:
-        """insert.sql's parameters for one task, in NEW_TASK_FIELDS order."""
-        return [self._id(str(t.id)), t.task_path, t.backend, t.queue_name, t.priority, dumps(t.args),
-                dumps(t.kwargs), self._dt(t.run_after), self._dt(t.available_at), self._dt(t.enqueued_at),
+        """insert.sql's parameters for one task, in NEW_TASK_FIELDS order (on every enqueue: the
+        connection and its converters are looked up once)."""
+        from loom.models import TaskRecord
+
+        connection = self.connection
+        adapt = connection.ops.adapt_datetimefield_value
+        pk = TaskRecord._meta.pk.get_db_prep_value
+        return [pk(t.id, connection), t.task_path, t.backend, t.queue_name, t.priority, dumps(t.args),
+                dumps(t.kwargs), adapt(t.run_after), adapt(t.available_at), adapt(t.enqueued_at),
                 t.max_attempts, t.timeout, t.hard_timeout, None if t.trace_context is None else dumps(t.trace_context),
                 t.unique_key, t.unique_window, t.unique_replace, t.concurrency_key, t.concurrency_limit, t.fair_key,
-                None if t.workflow_step is None else self._id(str(t.workflow_step)), t.atomic]
+                None if t.workflow_step is None else pk(t.workflow_step, connection), t.atomic]
 
     def _copy(self, tasks: Sequence[NewTask]) -> None:
         columns = [*NEW_TASK_FIELDS, "status", "attempts", "worker_ids", "errors", "cancel_requested",
