@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from croniter import croniter
 from django.utils.module_loading import import_string
 
 from loom.compat import Task
@@ -41,6 +40,10 @@ class Scheduler:
     def run_once(self) -> float:
         if not self.schedules:
             return 3600.0
+        # Imported here, not at start-up: croniter's import runs `file` on the interpreter
+        # (platform.architecture()), 30-40 ms of every worker's start, schedules or not.
+        from croniter import croniter
+
         now = self.clock()
         for name, spec in self.schedules.items():
             tick = croniter(spec["cron"], now).get_prev(datetime)
