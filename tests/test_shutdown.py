@@ -69,7 +69,8 @@ def test_a_second_ctrl_c_stops_fast_and_tasks_run_again(start_worker, processes)
     for result in results:
         result.refresh()
         assert result.status == "READY", worker.text
-        assert [e.exception_class_path for e in result.errors] == ["loom.exceptions.WorkerLost"]
+        assert [e.exception_class_path for e in result.errors] == ["loom.exceptions.WorkerLost"], (
+            [(e.exception_class_path, e.traceback) for e in result.errors], worker.text[-3000:])
 
 
 def test_an_async_task_running_at_stop_is_cancelled_cleanly(start_worker):

@@ -183,16 +183,21 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_stop_signal)
 
-    # Handlers only count: Event.set() here could deadlock, since the handler may run while the
-    # main thread holds that Event's lock inside wait(). The main thread polls (SIGNAL_POLL).
+    # Handlers only count, and tell the fetcher to claim nothing more (a plain attribute): an
+    # Event.set() here could deadlock, since the handler may run while the main thread holds that
+    # Event's lock inside wait(). The main thread polls (SIGNAL_POLL) and stops the rest; until
+    # then a fetcher woken by another worker's rescue claimed tasks it would only abandon.
     def _on_stop_signal(self, signum, frame) -> None:
         self._stop_signals += 1
+        self.fetcher.halted = True
 
     def _on_graceful_signal(self, signum, frame) -> None:
         self._graceful_signals += 1
+        self.fetcher.halted = True
 
     def _on_fast_signal(self, signum, frame) -> None:
         self._fast_signals += 1
+        self.fetcher.halted = True
 
     def _take_signals(self) -> bool:
         """Act on the signals counted so far; True once the worker should stop fast."""

@@ -65,6 +65,8 @@ class Fetcher(Service):
         self.claimed = 0
         self.last_tick = time.monotonic()  # for health checks: the loop is alive
         self._orphans_possible = False
+        # Set by the worker's signal handlers: a stop is on its way, claim nothing more.
+        self.halted = False
         self._idle_delay = MIN_POLL
         self._listening = False
         # Set while the fetcher waits for a free slot: only then does a finishing task wake it.
@@ -122,8 +124,8 @@ class Fetcher(Service):
 
     def run_once(self) -> float | None:
         self.last_tick = time.monotonic()
-        if self.drained.is_set():
-            return None  # a drained --burst run claims nothing more: the worker is stopping
+        if self.drained.is_set() or self.halted:
+            return None  # a drained --burst run, or a stop signal: the worker is stopping
         if self.listener is not None and not self._listening:
             self.listener.open()  # raises while the database is away: the service backs off
             self._listening = True  # and then claims: what was sent meanwhile was missed

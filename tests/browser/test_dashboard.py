@@ -43,7 +43,11 @@ def test_retry_shows_the_new_attempt_live_and_never_an_old_bar(staff, demo_site,
     assert staff.locator(".ld-error summary").count() == 2
     shown = states(staff)
     assert_header_and_bar_agree(shown)
-    assert [s[0] for s in shown][0] == "Failed" and shown[-1][0] == "Failed", shown
+    labels = [s[0] for s in shown]
+    # The page may first have shown the first attempt still running (a slow worker): what counts
+    # is that it went from that attempt's failure, through the retry, to the second's.
+    assert "Failed" in labels[:-1] and labels[-1] == "Failed", shown
+    assert set(labels[:labels.index("Failed")]) <= {"Ready", "Running"}, shown
     shot(staff, "dashboard-2-retried-task")
 
 
