@@ -95,8 +95,10 @@ bench:
 	$(MAKE) --no-print-directory bench-features
 
 # What loom's own features cost, loom against itself (no peer offers them): flow control's claim
-# (bench/flow.py), workflows' steps and hops (bench/workflow.py), and the targets that need no peer
-# (bench/targets.py: enqueue against a bare INSERT, pickup at 800/s through bulk enqueue).
+# (bench/flow.py), workflows' steps and hops (bench/workflow.py), the targets that need no peer
+# (bench/targets.py: enqueue against a bare INSERT, pickup at 800/s through bulk enqueue, where an
+# idle pickup's time goes, start-up against Django's own, drain with task events off) and where a
+# no-op task's CPU time goes in the worker (bench/breakdown.py).
 bench-features: venv
 	for db in sqlite postgresql; do $(PY) bench/flow.py --db $$db && $(PY) bench/workflow.py --db $$db \
-	    && $(PY) bench/targets.py --db $$db || exit 1; done
+	    && $(PY) bench/targets.py --db $$db && $(PY) bench/breakdown.py --db $$db -n 10000 || exit 1; done

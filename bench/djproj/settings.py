@@ -5,6 +5,8 @@ variables, which it also hands to the worker it starts:
 * ``BENCH_TASKS``: ``loom`` | ``dtdb`` | ``huey``
 * ``BENCH_DB``: ``postgresql`` | ``sqlite``
 * ``BENCH_DB_NAME``: the PostgreSQL database name, or the SQLite file path
+* ``BENCH_TASK_EVENTS``: ``0`` turns loom's task events off (bench/targets.py measures what
+  they cost a drain)
 
 Every tool gets the same SQLite options: IMMEDIATE transactions, WAL, synchronous=NORMAL.
 """
@@ -41,6 +43,8 @@ else:
 if TOOL == "loom":
     INSTALLED_APPS.append("loom")
     TASKS = {"default": {"BACKEND": "loom.backends.DatabaseBackend", "QUEUES": ["default"]}}
+    if os.environ.get("BENCH_TASK_EVENTS") == "0":
+        LOOM_EVENTS = {"TASK_EVENTS": False}
 elif TOOL == "dtdb":
     INSTALLED_APPS.append("django_tasks_db")
     TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
