@@ -65,6 +65,8 @@ def test_cancel_of_a_running_task_says_stopping_then_cancelled_everywhere(staff,
     shown = states(staff)
     assert_header_and_bar_agree(shown)
     labels = [s[0] for s in shown]
+    if labels[0] == "Ready":
+        labels = labels[1:]  # the page loaded before a busy worker had started the task
     assert labels[-1] == "Cancelled" and set(labels) <= {"Running", "Stopping", "Cancelled"}, labels
     assert labels.index("Cancelled") > max((i for i, label in enumerate(labels) if label != "Cancelled"),
                                            default=-1)
