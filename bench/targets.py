@@ -38,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -107,17 +109,13 @@ def main() -> None:
     enqueue_rate, insert_rate = statistics.median(enqueues), statistics.median(inserts)
 
     # -- where an idle pickup goes, then 800/s offered through bulk enqueue ------------------------
-    marks = work / "marks"
+    marks = workload.Marks(env["BENCH_MARKS"])
     chain_file = work / "chain"
     os.environ["BENCH_CHAIN"] = env["BENCH_CHAIN"] = str(chain_file)
-    worker = subprocess.Popen([sys.executable, "-m", "django", "loom", "worker", "--threads", "2"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        backend = task_backends["default"]
+    backend = task_backends["default"]
+    with _worker(env):
         tasks.stamp.enqueue(-1.0)  # warm-up
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (marks.exists() and marks.stat().st_size):
-            time.sleep(0.05)
+        _wait_for(marks, 1, 60)
         time.sleep(0.5)
         calls = {}
         for _ in range(CHAIN_SAMPLES):
@@ -139,15 +137,8 @@ def main() -> None:
             sent += 8
             next_at += 0.010
         offered = sent / (time.monotonic() - began)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and marks.stat().st_size // workload.RECORD.size < sent + 1:
-            time.sleep(0.05)
-    finally:
-        worker.terminate()
-        worker.wait(60)
-    data = marks.read_bytes()
-    records = [workload.RECORD.unpack_from(data, i) for i in range(0, len(data), workload.RECORD.size)]
-    lat = sorted((start - t0) * 1000 for start, t0 in records if t0 > 0)
+        _wait_for(marks, sent + 1, 30)
+    lat = sorted((start - t0) * 1000 for start, t0 in marks.read() if t0 > 0)
     p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     chain = _chain(chain_file, calls)
 
@@ -194,6 +185,25 @@ def _chain(path: Path, calls: dict[str, tuple[float, float]]) -> dict[str, float
     return result
 
 
+@contextmanager
+def _worker(env: dict, **extra: str) -> Iterator[None]:
+    """``loom worker --threads 2`` (otherwise the worker's defaults) running for the block."""
+    worker = subprocess.Popen([sys.executable, "-m", "django", "loom", "worker", "--threads", "2"],
+                              env={**env, **extra}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        worker.terminate()
+        worker.wait(60)
+
+
+def _wait_for(marks, count: int, seconds: float, step: float = 0.05) -> None:
+    """Until ``marks`` (a ``workload.Marks``) holds ``count`` marks, at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and marks.count() < count:
+        time.sleep(step)
+
+
 def _clear(db: str) -> None:
     from django.db import connection
 
@@ -216,19 +226,11 @@ def _startup(db: str, tasks, work: Path, env: dict) -> dict[str, float]:
             times[name].append(time.monotonic() - began)
         _clear(db)
         tasks.noop.enqueue()
-        marks = work / f"start-{run}"
+        marks = workload.Marks(str(work / f"start-{run}"))
         began = time.monotonic()
-        worker = subprocess.Popen([sys.executable, "-m", "django", "loom", "worker", "--threads", "2"],
-                                  env={**env, "BENCH_MARKS": str(marks)},
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not (marks.exists() and marks.stat().st_size):
-                time.sleep(0.005)
-        finally:
-            worker.terminate()
-            worker.wait(60)
-        times["worker"].append(workload.RECORD.unpack_from(marks.read_bytes())[0] - began)
+        with _worker(env, BENCH_MARKS=marks.path):
+            _wait_for(marks, 1, 30, step=0.005)
+        times["worker"].append(marks.read()[0][0] - began)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -240,19 +242,10 @@ def _drain(db: str, backend, tasks, work: Path, env: dict, events: bool) -> floa
     _clear(db)
     for start in range(0, DRAIN_N, 1000):
         backend.enqueue_many(tasks.noop, [((), {})] * min(1000, DRAIN_N - start))
-    marks = work / f"drain-{events}-{time.monotonic_ns()}"
-    worker = subprocess.Popen([sys.executable, "-m", "django", "loom", "worker", "--threads", "2"],
-                              env={**env, "BENCH_MARKS": str(marks), "BENCH_TASK_EVENTS": "1" if events else "0"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (marks.stat().st_size if marks.exists() else 0) < DRAIN_N * 16:
-            time.sleep(0.05)
-    finally:
-        worker.terminate()
-        worker.wait(60)
-    data = marks.read_bytes()
-    starts = sorted(workload.RECORD.unpack_from(data, i)[0] for i in range(0, len(data), workload.RECORD.size))
+    marks = workload.Marks(str(work / f"drain-{events}-{time.monotonic_ns()}"))
+    with _worker(env, BENCH_MARKS=marks.path, BENCH_TASK_EVENTS="1" if events else "0"):
+        _wait_for(marks, DRAIN_N, 60)
+    starts = sorted(start for start, _ in marks.read())
     return (len(starts) - 1) / (starts[-1] - starts[0])
 
 
