@@ -1,7 +1,8 @@
 """Fetcher: claims due tasks in batches and hands them to InFlight; sleeps until woken.
 
 ``run_once()`` claims ``min(room, BATCH_SIZE)`` rows in one statement (room: free slots plus
-prefetch, from InFlight) and dispatches them. It runs again at once while claims come back, and
+prefetch, from InFlight) and dispatches them; after a claim that came back short it first lets
+those tasks reach their threads (``SETTLE``). It runs again at once while claims come back, and
 otherwise waits until something may have changed: a notification (the worker's listener, see
 ``loom.notifier``: the fetcher ``select``s on its descriptor itself, so a NOTIFY reaches the claim
 without a hand-off between threads), a finishing task or a written outcome (``wake()``, a byte on
@@ -40,6 +41,9 @@ BURST_RETRY_HORIZON = 10.0
 FLOW_REFRESH = 0.5
 # Longest wait, in seconds, while due tasks wait only for a limit to free up (or a resume).
 FLOW_POLL = 0.1
+# After a claim that came back short (the queue is empty now), seconds to let the claimed tasks
+# reach their threads before the next claim takes the GIL (InFlight.dispatch's ``settle``).
+SETTLE = 0.002
 
 
 class Fetcher(Service):
@@ -146,11 +150,11 @@ class Fetcher(Service):
             self.flow = self.store.flow_snapshot(self.backend, self.queues, self.config.queue_limits)
             self._flow_due = time.monotonic() + FLOW_REFRESH
         self._orphans_possible = True  # until the claims' rows are in InFlight's hands
-        claimed = self._claim(min(room, self.config.batch_size), now,
-                              now + timedelta(seconds=self.config.lease_seconds))
+        limit = min(room, self.config.batch_size)
+        claimed = self._claim(limit, now, now + timedelta(seconds=self.config.lease_seconds))
         if claimed and time.monotonic() - leased_at > self.config.lease_seconds / 3:
             claimed, leased_at = self._renew_slow_claim(claimed)
-        self.inflight.dispatch(claimed, leased_at=leased_at)
+        self.inflight.dispatch(claimed, leased_at=leased_at, settle=SETTLE if len(claimed) < limit else 0.0)
         self._orphans_possible = False
         self.claimed += len(claimed)
         if claimed:

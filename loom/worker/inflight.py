@@ -78,6 +78,8 @@ class InFlight:
         self._fenced: list[tuple[str, int]] = []  # (task id, the stopped run's attempt)
         self._closed = False
         self._changed = threading.Condition(self._lock)
+        self._entered = 0  # sync runs that reached their thread (dispatch's ``settle`` waits on it)
+        self._started = threading.Condition(self._lock)
         self.finished = 0
         self.retry_at = None  # latest available_at of a retry this worker scheduled (--burst waits)
         self.stop_requested = False  # a task raised KeyboardInterrupt: the process should stop
@@ -98,10 +100,19 @@ class InFlight:
         # With work still queued locally, wait until half the prefetch is free: fewer, larger claims.
         return room if starving or room >= max(1, self.prefetch // 2) else 0
 
-    def dispatch(self, claimed: Sequence[ClaimedTask], leased_at: float | None = None) -> None:
+    def dispatch(self, claimed: Sequence[ClaimedTask], leased_at: float | None = None, *,
+                 settle: float = 0.0) -> None:
         """Run these tasks; ``leased_at`` (time.monotonic()) is no later than when their claim's
-        lease began (default: now)."""
+        lease began (default: now).
+
+        ``settle``: wait up to this many seconds for the tasks handed to idle threads to reach
+        them. The caller (the fetcher, about to build its next claim) would otherwise keep the GIL
+        while a woken thread waits for it: measured on PostgreSQL, 0.6-0.75 ms from the hand-off
+        to the thread's first line, against 0.17 ms when the fetcher waits here first."""
         leased_at = time.monotonic() if leased_at is None else leased_at
+        with self._lock:
+            idle = self.threads - self._sync_running
+            entered = self._entered
         for task in claimed:
             with self._lock:
                 self._held[task.id] += 1
@@ -121,11 +132,17 @@ class InFlight:
             else:
                 with self._lock:
                     self._sync_running += 1
+                if idle > 0:
+                    idle -= 1
+                    entered += 1
                 future = self.executor.submit(self._run_sync, task)
                 with self._lock:
                     self._running[task.id] = future
                 future.add_done_callback(self._sync_done)
             future.add_done_callback(lambda f, task=task: self._done(task, f))
+        if settle > 0 and entered > self._entered:
+            with self._lock:
+                self._started.wait_for(lambda: self._entered >= entered, settle)
 
     def held_ids(self) -> list[str]:
         with self._lock:
@@ -188,6 +205,8 @@ class InFlight:
     def _run_sync(self, claimed: ClaimedTask) -> Outcome:
         with self._lock:
             self._threads_by_task[claimed.id] = (threading.get_ident(), time.monotonic(), claimed.timeout)
+            self._entered += 1
+            self._started.notify_all()
         try:
             if claimed.atomic and self.run_atomic is not None:
                 return self.run_atomic(claimed)
