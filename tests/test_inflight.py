@@ -14,10 +14,10 @@ from loom.records import ClaimedTask
 from loom.worker.inflight import InFlight
 
 
-def _claimed() -> ClaimedTask:
+def _claimed(path: str = "tests.app.tasks.noop", args: list | None = None) -> ClaimedTask:
     now = timezone.now()
-    return ClaimedTask(id=str(uuid.uuid4()), task_path="tests.app.tasks.noop", backend="default",
-                       queue_name="default", priority=0, run_after=None, args=[], kwargs={},
+    return ClaimedTask(id=str(uuid.uuid4()), task_path=path, backend="default",
+                       queue_name="default", priority=0, run_after=None, args=args or [], kwargs={},
                        available_at=now, enqueued_at=now, started_at=now, last_attempted_at=now,
                        attempts=1, max_attempts=1, timeout=0.0)
 
@@ -35,7 +35,7 @@ def _inflight(thread_start: threading.Event) -> tuple[InFlight, list]:
 def test_settle_returns_once_the_task_reached_its_thread():
     thread_start = threading.Event()
     inflight, outcomes = _inflight(thread_start)
-    task = _claimed()
+    task = _claimed("tests.app.tasks.pause", [1.0])  # still running when we look
     threading.Timer(0.2, thread_start.set).start()
     inflight.dispatch([task], settle=30.0)
     # The task's thread has it (the watchdog sees the run: its time limit of 0 s is past).

@@ -81,6 +81,12 @@ def sleep_then_record(key, seconds):
     return key
 
 
+@task
+def pause(seconds):
+    """Sleeps, touching nothing: a run that is still going when the test looks."""
+    time.sleep(seconds)
+
+
 def not_a_task():
     return 1
 
