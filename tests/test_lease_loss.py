@@ -118,7 +118,8 @@ def test_a_claim_that_waited_out_the_lease_is_not_stopped_as_lapsed(start_worker
     tasks.stoppable_work.enqueue("during", 6)
     worker = start_worker("--processes", "1", "--threads", "2", env={"LOOM_TEST_LEASE_SECONDS": LEASE})
     _running("during")
-    due = timezone.now() + timedelta(seconds=0.5)
+    # Due well inside the outage: enqueuing and taking the lock took over 0.4 s on a slow machine.
+    due = timezone.now() + timedelta(seconds=1.5)
     after = tasks.partition_work.using(run_after=due).enqueue("after", 0.5)
     with task_table_locked():  # an outage: every claim and renewal waits
         assert timezone.now() < due - timedelta(seconds=0.1), "the outage began too late to test anything"
