@@ -140,6 +140,8 @@ def _failure(task: Task | None, claimed: ClaimedTask, exc: BaseException) -> tup
             return_value_json=None,
             errors_json=dumps(errors),
             attempt=claimed.attempts,
+            task_path=claimed.task_path,
+            queue_name=claimed.queue_name,
         )
         return outcome, None
     outcome = Outcome(
@@ -151,6 +153,8 @@ def _failure(task: Task | None, claimed: ClaimedTask, exc: BaseException) -> tup
         errors_json=dumps(errors),
         attempt=claimed.attempts,
         unique_until=_unique_until(claimed, now),
+        task_path=claimed.task_path,
+        queue_name=claimed.queue_name,
     )
     final = None
     if task is not None:
@@ -172,7 +176,8 @@ def cancelled(claimed: ClaimedTask, message: str = "Cancelled by an operator whi
                                 f"loom.exceptions.TaskCancelled: {message}\n", now)
     return Outcome(id=claimed.id, status="CANCELLED", finished_at=now, available_at=None,
                    return_value_json=None, errors_json=dumps([*claimed.errors, error]),
-                   attempt=claimed.attempts, unique_until=_unique_until(claimed, now))
+                   attempt=claimed.attempts, unique_until=_unique_until(claimed, now),
+                   task_path=claimed.task_path, queue_name=claimed.queue_name)
 
 
 def _success(task: Task, claimed: ClaimedTask, value: Any, encoded: str) -> tuple[Outcome, TaskResult]:
@@ -186,18 +191,25 @@ def _success(task: Task, claimed: ClaimedTask, value: Any, encoded: str) -> tupl
         errors_json=dumps(claimed.errors) if claimed.errors else "[]",
         attempt=claimed.attempts,
         unique_until=_unique_until(claimed, now),
+        task_path=claimed.task_path,
+        queue_name=claimed.queue_name,
     )
     final = from_claimed(task, claimed, status=TaskResultStatus.SUCCESSFUL, finished_at=now, return_value=value)
     return outcome, final
 
 
-def _notify_finished(sender: type, result: TaskResult) -> None:
+def _notify_finished(sender: type, result: TaskResult, on_write: bool = True) -> None:
     """Send task_finished. Its receivers run after the body, once the outcome is decided: one that
     fails (say, a receiver that writes, on a connection that just dropped) is logged and the
     outcome stands; raising would hand the worker a run it could only put back as never started,
-    and a body that ran would run again with no lost attempt to show for it."""
+    and a body that ran would run again with no lost attempt to show for it. ``on_write``: the
+    outcome's writer announces the ``finished`` event (loom.events.tasks.announce), not the
+    signal's receiver."""
     try:
-        task_finished.send(sender, task_result=result)
+        if on_write:
+            task_finished.send(sender, task_result=result, loom_announced_on_write=True)
+        else:
+            task_finished.send(sender, task_result=result)
     except Exception:
         logger.exception("loom: a task_finished receiver failed for task %s; its outcome stands", result.id)
 
@@ -219,11 +231,13 @@ def execute(claimed: ClaimedTask) -> Outcome:
     return run(claimed)[0]
 
 
-def run(claimed: ClaimedTask, *, interruptible: bool = True) -> tuple[Outcome, TaskResult | None]:
+def run(claimed: ClaimedTask, *, interruptible: bool = True,
+        announce_on_write: bool = True) -> tuple[Outcome, TaskResult | None]:
     """Run a claimed task in the calling thread; also return the final TaskResult the
     ``task_finished`` signal carried (None while the task will be retried, or if it never ran).
     A KeyboardInterrupt from the task is raised for the caller to act on, unless not
-    ``interruptible``: then it fails the task like any other exception."""
+    ``interruptible``: then it fails the task like any other exception. ``announce_on_write``:
+    whoever writes the outcome announces its ``finished`` event (a worker; ``run_tasks``)."""
     try:
         task = resolve(claimed)
     except Exception as exc:
@@ -245,10 +259,10 @@ def run(claimed: ClaimedTask, *, interruptible: bool = True) -> tuple[Outcome, T
                 raise
             outcome, final = _failure(task, claimed, exc)
             if final is not None:
-                _notify_finished(sender, final)  # in the except block: exc_info is set
+                _notify_finished(sender, final, announce_on_write)  # in the except block: exc_info is set
             return outcome, final
         outcome, final = _success(task, claimed, value, encoded)
-        _notify_finished(sender, final)
+        _notify_finished(sender, final, announce_on_write)
         return outcome, final
     finally:
         current_task_id.reset(token)

@@ -133,3 +133,7 @@ class Outcome:
     workflow_step: str | None = None
     # Already written, in the task's own transaction (an atomic task): the Completer skips it.
     written: bool = False
+    # Which task ran, for the ``finished``/``failed`` event announced once the outcome is written
+    # (loom.events.tasks.announce); empty: nothing to announce.
+    task_path: str = ""
+    queue_name: str = ""

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from loom.compat import task_backends
+from loom.events.tasks import announce
 from loom.execution import execute
 from loom.worker.atomic import run_atomic
 from loom.workflow import engine
@@ -71,5 +72,6 @@ def run_tasks(
         for outcome in outcomes:
             if outcome.workflow_step is not None and not outcome.written:
                 engine.complete_step(store, worker_id, outcome)
+        announce(outcomes)  # finished/failed events, once written (as the worker's Completer)
         ran += len(outcomes)
     raise RuntimeError(f"run_tasks stopped after {MAX_ROUNDS} rounds: do tasks enqueue each other forever?")

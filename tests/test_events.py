@@ -168,6 +168,129 @@ def test_failed_and_cancelled_events():
     assert (waiting.id, "started") not in seen  # a cancelled READY task never runs
 
 
+def _final_on_receipt(subscription, count: int):
+    """Read ``count`` finished/failed events as they arrive and, on each, the row's status right
+    then (a thread of its own, so its own connection), as an SSE page that reloads would."""
+    import threading
+
+    from loom.models import TaskRecord
+
+    seen: dict[str, str] = {}
+
+    def read() -> None:
+        from django.db import connection
+
+        try:
+            while len(seen) < count:
+                event = subscription.get(DEADLINE)
+                if event is None:
+                    return
+                if event.type in ("finished", "failed"):
+                    seen[event.payload["task_id"]] = TaskRecord.objects.get(pk=event.payload["task_id"]).status
+        finally:
+            connection.close()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    return seen, reader
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_workers_finished_event_arrives_once_the_outcome_is_written():
+    """Subscribers that reload the row on ``finished``/``failed`` read the final state: the
+    worker announces them after the outcome's write, not as the run returns (it used to be a
+    few milliseconds early, and a reload read RUNNING)."""
+    from loom.worker import Worker
+    from tests.app import tasks
+
+    ok = [tasks.add.enqueue(i, i) for i in range(10)]
+    bad = [tasks.fail.enqueue() for _ in range(3)]
+    with events.subscribe(events.ALL_TASKS) as subscription:
+        seen, reader = _final_on_receipt(subscription, len(ok) + len(bad))
+        Worker(burst=True, threads=2).run()
+        reader.join(DEADLINE)
+    assert seen == {**{r.id: "SUCCESSFUL" for r in ok}, **{r.id: "FAILED" for r in bad}}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_whose_path_no_longer_imports_announces_failed():
+    """Its run never started, so no ``task_finished`` was sent; its outcome still announces it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from loom.models import TaskRecord
+    from loom.testing import Clock
+
+    now = timezone.now()
+    row = TaskRecord.objects.create(task_path="tests.app.tasks.gone_away", available_at=now, enqueued_at=now)
+    with events.subscribe(events.task_group(row.id)) as subscription:
+        run_tasks(clock=Clock(now + timedelta(seconds=1)))
+        [event] = drain(subscription)
+    assert event.type == "failed" and event.payload["status"] == "FAILED"
+    assert event.payload["task"] == "tests.app.tasks.gone_away"
+
+
+@pytest.mark.skipif(DB != "postgresql", reason="PostgreSQL NOTIFY is tested in the LOOM_TEST_DB=postgresql run")
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_the_completion_statement_carries_the_finished_events():
+    """With NOTIFY on the task database the UPDATE that writes the outcomes NOTIFYs their events:
+    delivered when it commits, after the row; the outbox sends only the ``started`` events."""
+    from loom.worker import Worker
+    from tests.app import tasks
+
+    with override_settings(LOOM_EVENTS={"BACKEND": "postgresql"}):
+        broker = events.get_broker()
+        with events.subscribe(events.ALL_TASKS) as subscription:
+            assert broker.listen(DEADLINE), "the listener did not connect"
+            ok = [tasks.add.enqueue(i, 1) for i in range(8)]
+            bad = tasks.fail.enqueue()
+            seen, reader = _final_on_receipt(subscription, len(ok) + 1)
+            Worker(burst=True, threads=2).run()
+            reader.join(DEADLINE)
+            assert broker.flush(DEADLINE)
+            assert seen == {**{r.id: "SUCCESSFUL" for r in ok}, bad.id: "FAILED"}
+            assert broker.outbox.sent == len(ok) + 1  # one started event each; no finished among them
+    events.reset()
+
+
+@pytest.mark.skipif(DB != "postgresql", reason="PostgreSQL NOTIFY is tested in the LOOM_TEST_DB=postgresql run")
+@pytest.mark.django_db(transaction=True)
+def test_a_late_outcome_the_claim_guard_refuses_announces_nothing():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from loom.codec import dumps
+    from loom.records import Outcome
+    from loom.store import Store
+    from loom.worker.completer import Completer
+    from tests.app import tasks
+
+    with override_settings(LOOM_EVENTS={"BACKEND": "postgresql"}):
+        broker = events.get_broker()
+        store = Store()
+        kept, lost = tasks.add.enqueue(1, 1), tasks.add.enqueue(2, 2)
+        now = timezone.now()
+        claimed = {c.id: c for c in store.claim("w1", None, 2, now, now + timedelta(seconds=30))}
+        store.rescue(now, task_ids=[lost.id], claimed_by="w1", error_class="loom.exceptions.WorkerLost",
+                     error_text="lease lost\n")  # its lease ran out meanwhile: the guard refuses it
+        with events.subscribe(events.task_group(kept.id), events.task_group(lost.id)) as subscription:
+            assert broker.listen(DEADLINE), "the listener did not connect"
+            completer = Completer(store, "w1", delay=0, batch_size=10)
+            for task_id in (kept.id, lost.id):
+                completer.put(Outcome(id=task_id, status="SUCCESSFUL", finished_at=now, available_at=None,
+                                      return_value_json=dumps(2), errors_json="[]",
+                                      attempt=claimed[task_id].attempts, task_path=claimed[task_id].task_path,
+                                      queue_name=claimed[task_id].queue_name))
+            completer.flush()
+            assert completer.fenced == 1
+            event = subscription.get(DEADLINE)
+            assert event is not None and (event.type, event.payload["task_id"]) == ("finished", kept.id)
+            assert subscription.get(0.5) is None and broker.outbox.sent == 0
+    events.reset()
+
+
 @pytest.mark.django_db
 def test_task_events_can_be_turned_off():
     with override_settings(LOOM_EVENTS={"TASK_EVENTS": False}):

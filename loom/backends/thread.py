@@ -256,7 +256,7 @@ class Runtime:
         try:
             # KeyboardInterrupt here can only come from the task itself, with no one to stop:
             # it fails the task like any other exception and the thread lives on.
-            outcome, final = execution.run(claimed, interruptible=False)
+            outcome, final = execution.run(claimed, interruptible=False, announce_on_write=False)
         except Exception:  # a signal receiver failed: log it, keep the thread
             logger.exception("ThreadBackend could not complete task %s", queued.id)
             return

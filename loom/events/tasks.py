@@ -6,21 +6,28 @@
 its queue's group and ``ALL_TASKS``. Receivers never raise: an event that cannot be published is
 logged, and the task runs on. Turn them off with ``LOOM_EVENTS["TASK_EVENTS"] = False``.
 
-``finished``/``failed`` are sent as the task returns, a few milliseconds before the worker writes
-the outcome to the row: a subscriber that reloads the row at once may still read RUNNING.
+In a worker, ``finished``/``failed`` are announced once the outcome is written (``announce``,
+called by whoever wrote it), so a subscriber that reloads the row reads the final state, and a
+late outcome the claim guard refused announces nothing. On PostgreSQL, when the events travel as
+NOTIFY on the task database, the completion's own statement carries them (``inline_finished``):
+delivered when it commits, with no round trip of their own. ``task_finished`` is then sent with
+``loom_announced_on_write=True`` and its receiver here leaves the event alone.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.dispatch import receiver
 from django.utils import timezone
 
 from loom.compat import AnyTaskResult, TaskResultStatus, task_enqueued, task_finished, task_started
 from loom.events import ALL_TASKS, config, get_broker, hub, publish, queue_group, task_group
+
+if TYPE_CHECKING:
+    from loom.records import Outcome
 
 logger = logging.getLogger("loom.events")
 
@@ -32,20 +39,24 @@ def _groups(task_id: Any, queue_name: str) -> tuple[str, ...]:
     return (task_group(task_id), queue_group(queue_name), ALL_TASKS)
 
 
-def _payload(kind: str, task_id: Any, task_path: str, queue_name: str, status: str, **extra: Any) -> dict[str, Any]:
+def _payload(kind: str, task_id: Any, task_path: str, queue_name: str, status: str, *, when: Any = None,
+             **extra: Any) -> dict[str, Any]:
     return {"type": kind, "task_id": str(task_id), "task": task_path, "queue": queue_name, "status": str(status),
-            "at": timezone.now().isoformat(), **extra}
+            "at": (when or timezone.now()).isoformat(), **extra}
+
+
+def _wanted() -> bool:
+    """Whether task events are built at all in this process (see publish_task_event)."""
+    conf = config()
+    return conf.task_events and not (hub.empty and not conf.channels_bridge and not get_broker().cross_process)
 
 
 def publish_task_event(kind: str, *, task_id: Any, task_path: str, queue_name: str, status: str,
                        **extra: Any) -> None:
     """Publish one task event; never raises (failures are logged)."""
     try:
-        conf = config()
-        if not conf.task_events:
-            return
-        if hub.empty and not conf.channels_bridge and not get_broker().cross_process:
-            return  # in-process delivery and nobody here subscribed: nothing to build
+        if not _wanted():
+            return  # turned off, or in-process delivery and nobody here subscribed: nothing to build
         publish(_groups(task_id, queue_name), _payload(kind, task_id, task_path, queue_name, status, **extra))
     except Exception:
         logger.exception("loom events: could not publish %s for task %s", kind, task_id)
@@ -56,6 +67,57 @@ def _from_result(kind: str, result: AnyTaskResult, status: str | None = None) ->
                        queue_name=result.task.queue_name, status=status or result.status)
 
 
+def _inline_channel(alias: str) -> str | None:
+    """The NOTIFY channel a statement on ``alias`` can carry task events on, or None."""
+    conf = config()
+    if not conf.task_events or conf.channels_bridge:
+        return None
+    inline_channel = getattr(get_broker(), "inline_channel", None)
+    return inline_channel(alias) if inline_channel is not None else None
+
+
+def _final_event(outcome: "Outcome") -> tuple[tuple[str, ...], dict[str, Any]] | None:
+    kind = FINAL_TYPES.get(outcome.status)  # type: ignore[call-overload]
+    if kind is None or not outcome.task_path:
+        return None
+    return (_groups(outcome.id, outcome.queue_name),
+            _payload(kind, outcome.id, outcome.task_path, outcome.queue_name, outcome.status, when=outcome.finished_at))
+
+
+def inline_finished(alias: str, outcomes: Sequence["Outcome"]) -> tuple[str, list[str | None]] | None:
+    """(channel, one NOTIFY payload or None per outcome) for a completion statement on ``alias``
+    to carry the ``finished``/``failed`` events of the outcomes it writes; None: ``announce``
+    them after the write. An outcome with None (not final, or too large) is left to ``announce``."""
+    channel = _inline_channel(alias)
+    if channel is None:
+        return None
+    from loom.events.postgres import MAX_PAYLOAD
+    from loom.events.wire import encode
+
+    payloads: list[str | None] = []
+    for outcome in outcomes:
+        event = _final_event(outcome)
+        data = encode(*event) if event is not None else None
+        payloads.append(data if data is not None and len(data.encode()) <= MAX_PAYLOAD else None)
+    return channel, payloads
+
+
+def announce(outcomes: Iterable["Outcome"]) -> None:
+    """Publish the ``finished``/``failed`` events of outcomes just written; never raises."""
+    try:
+        if not _wanted():
+            return
+        events = [e for e in map(_final_event, outcomes) if e is not None]
+    except Exception:
+        logger.exception("loom events: could not build the finished events of written outcomes")
+        return
+    for groups, payload in events:
+        try:
+            publish(groups, payload)
+        except Exception:
+            logger.exception("loom events: could not publish %s for task %s", payload["type"], payload["task_id"])
+
+
 def inline_enqueued(alias: str, result: AnyTaskResult) -> tuple[str, str] | None:
     """(channel, NOTIFY payload) of ``result``'s ``enqueued`` event when the event broker
     NOTIFYs on the database that ``alias`` writes to: the enqueue's own INSERT then carries it,
@@ -63,12 +125,7 @@ def inline_enqueued(alias: str, result: AnyTaskResult) -> tuple[str, str] | None
     round trip from the outbox's connection, which cost a one-by-one enqueue on PostgreSQL a
     third of its time. None: the signal publishes it as usual. The signal is then sent with
     ``loom_event_sent=True``."""
-    conf = config()
-    if not conf.task_events or conf.channels_bridge:
-        return None
-    broker = get_broker()
-    inline_channel = getattr(broker, "inline_channel", None)
-    channel = inline_channel(alias) if inline_channel is not None else None
+    channel = _inline_channel(alias)
     if channel is None:
         return None
     from loom.events.postgres import MAX_PAYLOAD
@@ -93,6 +150,8 @@ def _on_started(sender: type, task_result: AnyTaskResult, **kwargs: Any) -> None
 
 @receiver(task_finished, dispatch_uid="loom.events.finished")
 def _on_finished(sender: type, task_result: AnyTaskResult, **kwargs: Any) -> None:
+    if kwargs.get("loom_announced_on_write"):
+        return  # a worker's run: announced once its outcome is written (announce, inline_finished)
     kind = FINAL_TYPES.get(task_result.status)
     if kind is not None:
         _from_result(kind, task_result)

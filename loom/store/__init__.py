@@ -38,6 +38,14 @@ NEW_TASK_FIELDS = ("id", "task_path", "backend", "queue_name", "priority", "args
 INSERT_PARAMS = 22
 
 SQL_DIR = Path(__file__).with_name("sql")
+
+# complete_many with NOTIFYs for the rows it wrote (PostgreSQL): the events go out when the
+# outcomes commit, and a late outcome the claim guard refused announces nothing. pg_notify is
+# volatile, so the CTE runs in full; ORDER BY keeps the outcomes' order.
+COMPLETE_AND_NOTIFY = """WITH done AS ({update} RETURNING t.id),
+sent AS (SELECT pg_notify(%s, e.payload) FROM unnest(%s::uuid[], %s::text[]) WITH ORDINALITY AS e(id, payload, n)
+         WHERE e.payload IS NOT NULL AND e.id IN (SELECT id FROM done) ORDER BY e.n)
+SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM sent)"""
 VENDOR_DIRS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
 
 
@@ -291,8 +299,12 @@ class Store(OperatorActions, FlowControl, Archive):
                                update)
         return rows
 
-    def complete_many(self, worker_id: str, completions: Sequence[Outcome]) -> int:
-        """Write a batch of outcomes in one statement; return how many rows it changed."""
+    def complete_many(self, worker_id: str, completions: Sequence[Outcome], *,
+                      notify: tuple[str, Sequence[str | None]] | None = None) -> int:
+        """Write a batch of outcomes in one statement; return how many rows it changed.
+
+        ``notify`` (PostgreSQL): a channel and one payload (or None) per outcome, NOTIFYed by the
+        same statement for the rows it wrote only (loom.events.tasks.inline_finished)."""
         if not completions:
             return 0
         if self.vendor == "postgresql":
@@ -303,10 +315,15 @@ class Store(OperatorActions, FlowControl, Archive):
                        pg_array(c.errors_json for c in completions),
                        pg_array(str(c.attempt) for c in completions),
                        pg_array(_iso(c.unique_until) for c in completions), worker_id]
+            sql = load("postgresql", "complete_many").text.format(superseded=self._superseded("t"))
             with self.connection.cursor() as cursor:
-                cursor.execute(load("postgresql", "complete_many").text.format(superseded=self._superseded("t")),
-                               columns)
-                return cursor.rowcount
+                if notify is None:
+                    cursor.execute(sql, columns)
+                    return cursor.rowcount
+                channel, payloads = notify
+                cursor.execute(COMPLETE_AND_NOTIFY.format(update=sql.rstrip().rstrip(";")),
+                               [*columns, channel, columns[0], pg_array(payloads)])
+                return cursor.fetchone()[0]
         statement = load(self.vendor, "complete_many")
         params: list = []
         for c in completions:

@@ -10,6 +10,11 @@ batch is kept and tried again with the service's backoff. Otherwise one of its o
 the batch is split in halves until the bad outcome stands alone; that task alone ends FAILED with
 an ``OutcomeNotStored`` error naming the database's reason, and the rest are written.
 
+Once written, each final outcome's ``finished``/``failed`` event is announced
+(``loom.events.tasks.announce``); on PostgreSQL with its NOTIFY broker on the same database the
+UPDATE itself carries them (``inline_finished``), for the rows it wrote only. An outcome the
+database refused is not announced (its task fails with ``OutcomeNotStored`` instead).
+
 Configure with OPTIONS["COMPLETE_DELAY"] (seconds to gather) and OPTIONS["BATCH_SIZE"].
 """
 
@@ -25,6 +30,7 @@ from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
 from loom import faults
+from loom.events.tasks import announce, inline_finished
 from loom.records import Outcome
 from loom.service import Service
 from loom.store import Store
@@ -54,6 +60,7 @@ class Completer(Service):
         self.written = 0
         self.refused = 0
         self.fenced = 0  # late outcomes the claim guard refused
+        self._quiet: set[str] = set()  # ids of this flush not to announce (carried inline, or refused)
 
     @property
     def outstanding(self) -> int:
@@ -104,7 +111,7 @@ class Completer(Service):
             if not batch:
                 return
         try:
-            written = self.store.complete_many(self.worker_id, batch)
+            written = self._complete(batch)
         except (DatabaseError, InterfaceError) as exc:
             if faults.transient(exc) or not self.store.answers():
                 raise  # an outage: keep the batch, the service retries with backoff
@@ -122,6 +129,14 @@ class Completer(Service):
         middle = len(batch) // 2
         self._write(batch[:middle])
         self._write(batch[middle:])
+
+    def _complete(self, batch: list[Outcome]) -> int:
+        notify = inline_finished(self.store.alias, batch) if self.store.vendor == "postgresql" else None
+        if notify is None:
+            return self.store.complete_many(self.worker_id, batch)
+        written = self.store.complete_many(self.worker_id, batch, notify=notify)
+        self._quiet.update(o.id for o, payload in zip(batch, notify[1], strict=True) if payload is not None)
+        return written
 
     def _write_step(self, outcome: Outcome) -> None:
         """A workflow step's outcome, and what follows from it (loom.workflow.engine), in one
@@ -141,6 +156,7 @@ class Completer(Service):
         logger.error("loom completer: the outcome of task %s cannot be stored (%s); the task fails",
                      outcome.id, reason)
         self.refused += 1
+        self._quiet.add(outcome.id)
         try:
             self.store.rescue(timezone.now(), task_ids=[outcome.id], claimed_by=self.worker_id, retry=False,
                               error_class="loom.exceptions.OutcomeNotStored",
@@ -153,6 +169,8 @@ class Completer(Service):
             logger.error("loom completer: could not fail task %s either (%s)", outcome.id, again)
 
     def _done(self, batch: Sequence[Outcome]) -> None:
+        quiet, self._quiet = self._quiet, set()
+        announce(o for o in batch if o.id not in quiet)
         self.written += len(batch)
         with self._lock:
             self._outstanding -= len(batch)
