@@ -256,6 +256,34 @@ def test_on_postgresql_the_completion_statement_carries_the_finished_events():
 
 @pytest.mark.skipif(DB != "postgresql", reason="PostgreSQL NOTIFY is tested in the LOOM_TEST_DB=postgresql run")
 @pytest.mark.django_db(transaction=True)
+def test_started_reaches_subscribers_before_finished_in_a_busy_drain():
+    """``started`` goes through the outbox's connection, ``finished`` with the completion: the
+    completion waits for the outbox, so no subscriber sees a task finish before it started."""
+    from loom.compat import task_backends
+    from loom.worker import Worker
+    from tests.app import tasks
+
+    count = 600
+    with override_settings(LOOM_EVENTS={"BACKEND": "postgresql"}):
+        broker = events.get_broker()
+        with events.subscribe(events.ALL_TASKS, maxsize=10 * count) as subscription:
+            assert broker.listen(DEADLINE), "the listener did not connect"
+            task_backends["default"].enqueue_many(tasks.add, [((i, 1), {}) for i in range(count)])
+            drain(subscription, 0.5)  # the enqueued events
+            Worker(burst=True, threads=2).run()
+            assert broker.flush(DEADLINE)
+            seen: dict[str, list[str]] = {}
+            while len(seen) < count or any(len(kinds) < 2 for kinds in seen.values()):
+                event = subscription.get(DEADLINE)
+                assert event is not None, f"{sum(len(k) for k in seen.values())} events of {2 * count} arrived"
+                seen.setdefault(event.payload["task_id"], []).append(event.type)
+    events.reset()
+    assert all(kinds == ["started", "finished"] for kinds in seen.values()), \
+        [kinds for kinds in seen.values() if kinds != ["started", "finished"]][:5]
+
+
+@pytest.mark.skipif(DB != "postgresql", reason="PostgreSQL NOTIFY is tested in the LOOM_TEST_DB=postgresql run")
+@pytest.mark.django_db(transaction=True)
 def test_a_late_outcome_the_claim_guard_refuses_announces_nothing():
     from datetime import timedelta
 

@@ -42,12 +42,25 @@ class Outbox:
         self._idle = threading.Event()
         self._idle.set()
         self.sent = 0
+        # Events put so far, and handled so far (sent or dropped), in order: see wait_handled.
+        self._put = 0
+        self._handled = 0
+        self._progress = threading.Condition()
 
     def put(self, data: str) -> None:
         if self._thread is None:
             self._start()
         self._idle.clear()
+        with self._progress:
+            self._put += 1
         self._queue.put(data)
+
+    def wait_handled(self, timeout: float) -> bool:
+        """Wait until every event put before this call was sent (or dropped); False on timeout.
+        Unlike ``flush`` it does not wait for events put meanwhile, so it ends under a steady flow."""
+        with self._progress:
+            mark = self._put
+            return self._progress.wait_for(lambda: self._handled >= mark, timeout)
 
     def _start(self) -> None:
         with self._lock:
@@ -88,6 +101,9 @@ class Outbox:
                         break
                     batch.append(item)
                 self._deliver(batch)
+                with self._progress:
+                    self._handled += len(batch)
+                    self._progress.notify_all()
                 if self._queue.empty():
                     self._idle.set()
                 if stop:

@@ -10,7 +10,8 @@ In a worker, ``finished``/``failed`` are announced once the outcome is written (
 called by whoever wrote it), so a subscriber that reloads the row reads the final state, and a
 late outcome the claim guard refused announces nothing. On PostgreSQL, when the events travel as
 NOTIFY on the task database, the completion's own statement carries them (``inline_finished``):
-delivered when it commits, with no round trip of their own. ``task_finished`` is then sent with
+delivered when it commits, with no round trip of their own, once the outbox has sent the runs'
+``started`` events (so those still arrive first). ``task_finished`` is then sent with
 ``loom_announced_on_write=True`` and its receiver here leaves the event alone.
 """
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("loom.events")
 
+# Longest a completion waits for the outbox to send the runs' started events (inline_finished).
+ORDER_WAIT = 1.0
 # Event type for each final status of Django's TaskResult.
 FINAL_TYPES = {TaskResultStatus.SUCCESSFUL: "finished", TaskResultStatus.FAILED: "failed"}
 
@@ -87,7 +90,12 @@ def _final_event(outcome: "Outcome") -> tuple[tuple[str, ...], dict[str, Any]] |
 def inline_finished(alias: str, outcomes: Sequence["Outcome"]) -> tuple[str, list[str | None]] | None:
     """(channel, one NOTIFY payload or None per outcome) for a completion statement on ``alias``
     to carry the ``finished``/``failed`` events of the outcomes it writes; None: ``announce``
-    them after the write. An outcome with None (not final, or too large) is left to ``announce``."""
+    them after the write. An outcome with None (not final, or too large) is left to ``announce``.
+
+    Each run's ``started`` event went to the outbox's own connection before its outcome existed;
+    waiting (at most ``ORDER_WAIT``) until the outbox has sent what it holds keeps ``started``
+    ahead of ``finished`` for every subscriber: NOTIFYs arrive in the order their transactions
+    commit."""
     channel = _inline_channel(alias)
     if channel is None:
         return None
@@ -99,6 +107,9 @@ def inline_finished(alias: str, outcomes: Sequence["Outcome"]) -> tuple[str, lis
         event = _final_event(outcome)
         data = encode(*event) if event is not None else None
         payloads.append(data if data is not None and len(data.encode()) <= MAX_PAYLOAD else None)
+    outbox = getattr(get_broker(), "outbox", None)
+    if outbox is not None and any(payloads) and not outbox.wait_handled(ORDER_WAIT):
+        logger.warning("loom events: the event outbox is behind; finished events may overtake started ones")
     return channel, payloads
 
 
