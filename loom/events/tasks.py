@@ -48,18 +48,15 @@ def _payload(kind: str, task_id: Any, task_path: str, queue_name: str, status: s
             "at": (when or timezone.now()).isoformat(), **extra}
 
 
-def _wanted() -> bool:
-    """Whether task events are built at all in this process (see publish_task_event)."""
-    conf = config()
-    return conf.task_events and not (hub.empty and not conf.channels_bridge and not get_broker().cross_process)
-
-
 def publish_task_event(kind: str, *, task_id: Any, task_path: str, queue_name: str, status: str,
                        **extra: Any) -> None:
     """Publish one task event; never raises (failures are logged)."""
     try:
-        if not _wanted():
-            return  # turned off, or in-process delivery and nobody here subscribed: nothing to build
+        conf = config()
+        if not conf.task_events:
+            return
+        if hub.empty and not conf.channels_bridge and not get_broker().cross_process:
+            return  # in-process delivery and nobody here subscribed: nothing to build
         publish(_groups(task_id, queue_name), _payload(kind, task_id, task_path, queue_name, status, **extra))
     except Exception:
         logger.exception("loom events: could not publish %s for task %s", kind, task_id)
@@ -79,12 +76,10 @@ def _inline_channel(alias: str) -> str | None:
     return inline_channel(alias) if inline_channel is not None else None
 
 
-def _final_event(outcome: "Outcome") -> tuple[tuple[str, ...], dict[str, Any]] | None:
+def _final_kind(outcome: "Outcome") -> str | None:
+    """``finished``/``failed`` for a final outcome that says which task ran, else None."""
     kind = FINAL_TYPES.get(outcome.status)  # type: ignore[call-overload]
-    if kind is None or not outcome.task_path:
-        return None
-    return (_groups(outcome.id, outcome.queue_name),
-            _payload(kind, outcome.id, outcome.task_path, outcome.queue_name, outcome.status, when=outcome.finished_at))
+    return kind if outcome.task_path else None
 
 
 def inline_finished(alias: str, outcomes: Sequence["Outcome"]) -> tuple[str, list[str | None]] | None:
@@ -104,8 +99,10 @@ def inline_finished(alias: str, outcomes: Sequence["Outcome"]) -> tuple[str, lis
 
     payloads: list[str | None] = []
     for outcome in outcomes:
-        event = _final_event(outcome)
-        data = encode(*event) if event is not None else None
+        kind = _final_kind(outcome)
+        data = None if kind is None else encode(
+            _groups(outcome.id, outcome.queue_name),
+            _payload(kind, outcome.id, outcome.task_path, outcome.queue_name, outcome.status, when=outcome.finished_at))
         payloads.append(data if data is not None and len(data.encode()) <= MAX_PAYLOAD else None)
     outbox = getattr(get_broker(), "outbox", None)
     if outbox is not None and any(payloads) and not outbox.wait_handled(ORDER_WAIT):
@@ -115,18 +112,11 @@ def inline_finished(alias: str, outcomes: Sequence["Outcome"]) -> tuple[str, lis
 
 def announce(outcomes: Iterable["Outcome"]) -> None:
     """Publish the ``finished``/``failed`` events of outcomes just written; never raises."""
-    try:
-        if not _wanted():
-            return
-        events = [e for e in map(_final_event, outcomes) if e is not None]
-    except Exception:
-        logger.exception("loom events: could not build the finished events of written outcomes")
-        return
-    for groups, payload in events:
-        try:
-            publish(groups, payload)
-        except Exception:
-            logger.exception("loom events: could not publish %s for task %s", payload["type"], payload["task_id"])
+    for outcome in outcomes:
+        kind = _final_kind(outcome)
+        if kind is not None:
+            publish_task_event(kind, task_id=outcome.id, task_path=outcome.task_path, queue_name=outcome.queue_name,
+                               status=outcome.status, when=outcome.finished_at)
 
 
 def inline_enqueued(alias: str, result: AnyTaskResult) -> tuple[str, str] | None:
